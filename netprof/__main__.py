@@ -1,0 +1,3 @@
+from netprof.cli import main
+
+raise SystemExit(main())

@@ -336,20 +336,33 @@ def Return(value: int | Register) -> list[Instruction]:
 _fresh = itertools.count()
 
 
-def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
-    """Run ``then`` when the jump ``condition`` (built without a target) would be taken.
+_INVERSE = {
+    JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
+    JmpOp.JGE: JmpOp.JLT, JmpOp.JLT: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLE, JmpOp.JSLE: JmpOp.JSGT,
+    JmpOp.JSGE: JmpOp.JSLT, JmpOp.JSLT: JmpOp.JSGE,
+}
 
-        If(JEq(R0, 0, 0), [Return(0)], orelse=[...])
+
+def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
+    """Run ``then`` when the jump ``condition`` (built with target 0) would be taken, else ``orelse``.
+
+        If(JEq(R0, 0, 0), Return(0), orelse=[...])
     """
-    if not condition.is_jump or condition.target is not None or condition.op == JmpOp.JA:
+    if condition.op not in _INVERSE and condition.op != JmpOp.JSET or not condition.is_jump \
+            or condition.target is not None or condition.off:
         raise AsmError("If takes a conditional jump built with target 0, e.g. JEq(R0, 0, 0)",
                        condition.location)
     n = next(_fresh)
-    then_label, end_label = f"__if{n}_then", f"__if{n}_end"
-    return [
-        replace(condition, target=then_label), list(orelse), Ja(end_label),
-        Label(then_label), list(then), Label(end_label),
-    ]
+    then_label, else_label, end_label = f"__if{n}_then", f"__if{n}_else", f"__if{n}_end"
+    then, orelse = list(then), list(orelse)
+    if condition.op == JmpOp.JSET:  # no inverse: jump into the then-block
+        return [replace(condition, target=then_label), orelse, Ja(end_label), Label(then_label), then,
+                Label(end_label)]
+    skip = replace(condition, opcode=(condition.opcode & 0x0F) | _INVERSE[JmpOp(condition.op)],
+                   target=else_label if orelse else end_label)
+    if not orelse:
+        return [skip, then, Label(end_label)]
+    return [skip, then, Ja(end_label), Label(else_label), orelse, Label(end_label)]
 
 
 def Loop(counter: Register, limit: Register | int, body: Iterable) -> list:

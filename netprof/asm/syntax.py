@@ -315,7 +315,9 @@ def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction 
         if dst != 0 or width.signed or width == MemType.U64:
             raise line.error("legacy packet loads write r0 from a u8, u16 or u32: r0 = *(u32 *)skb[...]", 0)
         if r.group(2) is not None:
-            imm = line.mem_off(r, 3, base)
+            imm = int(r.group(4), 0) * (-1 if r.group(3) == "-" else 1) if r.group(3) else 0
+            if not IMM32[0] <= imm < (1 << 31):
+                raise line.error(f"offset {imm} is out of range [-2147483648, 2147483647]", base + r.start(3))
             return _make(line, Class.LD | Mode.IND | width.size, src=int(r.group(2)), imm=imm)
         return _make(line, Class.LD | Mode.ABS | width.size, imm=_wrap32(line.num(r, 5, IMM32, "offset", base)))
     if (r := _R_FETCH.fullmatch(rhs)):

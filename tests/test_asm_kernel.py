@@ -11,11 +11,11 @@ import struct
 import pytest
 
 from netprof.asm import (
-    FP, R0, R1, R2, R3, R4, R6, R7, R8, S8, S16, S32, U8, U16, U32, U64, W0, W7, Add, And, Arsh,
+    FP, R0, R1, R2, R6, R7, R8, S8, S16, S32, U8, U16, U32, U64, W7, Add, Arsh,
     AtomicAdd, AtomicCmpXchg, AtomicOr, AtomicXchg, Bswap, Call, CallFunc, Exit, Helper, If, JEq,
     Ja, JSGt, JSLt, Label, Or, Load, LoadAbs, LoadAcquire, LoadImm64, LoadInd, LoadMapPtr,
     LoadMapValue, Loop, Lsh, MayGoto, Mov, MovSx, Mul, Neg, Program, Return, Rsh, SDiv, SMod, Store,
-    StoreRelease, Sub, ToBE, ToLE, assemble, parse,
+    StoreRelease, ToBE, ToLE, assemble, parse,
 )
 from netprof.loader.syscall import BpfError, MapType, ProgType, map_create, map_lookup, prog_load, prog_test_run
 

@@ -20,7 +20,6 @@ from .isa import (
     FRAME_POINTER,
     LD_IMM64,
     MAX_REGISTER,
-    ORDERED_ATOMICS,
     RMW_ATOMICS,
     AluOp,
     AtomicOp,
@@ -65,8 +64,8 @@ class Instruction:
             raise AsmError(problem, self.location)
 
     @property
-    def cls(self) -> Class:
-        return Class(self.opcode & 0x07)
+    def cls(self) -> int:
+        return self.opcode & 0x07
 
     @property
     def op(self) -> int:
@@ -84,9 +83,7 @@ class Instruction:
     @property
     def is_jump(self) -> bool:
         """A jump whose ``off`` (or, for gotol, ``imm``) is a relative target."""
-        if self.cls == Class.JMP:
-            return self.op == JmpOp.JA or self.op == JmpOp.JCOND or self.op in CONDITIONAL_JUMPS
-        return self.cls == Class.JMP32 and self.op not in (JmpOp.CALL, JmpOp.EXIT)
+        return self.opcode in _JUMPS
 
     @property
     def is_pseudo_call(self) -> bool:
@@ -98,17 +95,18 @@ class Instruction:
 
     @property
     def is_gotol(self) -> bool:
-        return self.opcode == Class.JMP32 | JmpOp.JA
+        return self.opcode == _GOTOL
 
     @property
     def relative(self) -> int | None:
         """The offset (in slots after this one) a jump, bpf-to-bpf call or func load refers to."""
-        if self.is_gotol or self.is_pseudo_call:
-            return self.imm
-        if self.is_func_ref:
+        opcode = self.opcode
+        if opcode in _JUMPS:
+            return self.imm if opcode == _GOTOL else self.off
+        if opcode == CALL:
+            return self.imm if self.src == PseudoCall.CALL else None
+        if opcode == LD_IMM64 and self.src == PseudoSrc.FUNC:
             return _s32(self.imm & 0xFFFF_FFFF)
-        if self.is_jump:
-            return self.off
         return None
 
     def pointing_at(self, label: str) -> Instruction:
@@ -116,6 +114,20 @@ class Instruction:
         if self.is_gotol or self.is_pseudo_call or self.is_func_ref:
             return replace(self, imm=0, target=label)
         return replace(self, off=0, target=label)
+
+    def _located(self, location: Location | None) -> Instruction:
+        """This instruction placed at ``location``, without checking it again."""
+        return _unchecked(self.opcode, self.dst, self.src, self.off, self.imm, self.target, self.map, location)
+
+    def _relocated(self, distance: int) -> Instruction:
+        """This reference resolved to ``distance``, already range-checked by the linker."""
+        if self.opcode == _GOTOL or self.opcode == CALL:
+            off, imm = self.off, distance
+        elif self.opcode == LD_IMM64:
+            off, imm = self.off, distance & 0xFFFF_FFFF
+        else:
+            off, imm = distance, self.imm
+        return _unchecked(self.opcode, self.dst, self.src, off, imm, None, self.map, self.location)
 
     @property
     def resolved(self) -> bool:
@@ -142,6 +154,29 @@ class Instruction:
         from .printer import format_instruction
 
         return format_instruction(self)
+
+
+_GOTOL = Class.JMP32 | JmpOp.JA
+_JUMPS = frozenset(
+    [Class.JMP | JmpOp.JA, Class.JMP | JmpOp.JCOND, _GOTOL]
+    + [cls | op | src for cls in (Class.JMP, Class.JMP32) for op in CONDITIONAL_JUMPS for src in (0, Source.X)]
+)
+
+
+def _unchecked(opcode: int, dst: int, src: int, off: int, imm: int, target: str | None, map: str | None,
+               location: Location | None) -> Instruction:
+    """An Instruction built from fields known to be valid (the linker's and parser's fast path)."""
+    new = object.__new__(Instruction)
+    setattr_ = object.__setattr__
+    setattr_(new, "opcode", opcode)
+    setattr_(new, "dst", dst)
+    setattr_(new, "src", src)
+    setattr_(new, "off", off)
+    setattr_(new, "imm", imm)
+    setattr_(new, "target", target)
+    setattr_(new, "map", map)
+    setattr_(new, "location", location)
+    return new
 
 
 def _s32(value: int) -> int:
@@ -183,25 +218,40 @@ def check(insn: Instruction) -> str | None:
     code, dst, src, off, imm = insn.opcode, insn.dst, insn.src, insn.off, insn.imm
     if not 0 <= code <= 0xFF:
         return f"opcode {code:#x} does not fit in 8 bits"
-    for name, reg in (("dst", dst), ("src", src)):
-        if not 0 <= reg <= 15:
-            return f"{name} register {reg} does not fit in 4 bits"
-    if not S16[0] <= off <= S16[1]:
+    if not 0 <= dst <= 15:
+        return f"dst register {dst} does not fit in 4 bits"
+    if not 0 <= src <= 15:
+        return f"src register {src} does not fit in 4 bits"
+    if not -0x8000 <= off <= 0x7FFF:
         return f"offset {off} is out of range [-32768, 32767]"
     if code == LD_IMM64:
         if not S64[0] <= imm <= (1 << 64) - 1:
             return f"immediate {imm} does not fit in 64 bits"
-    elif not S32[0] <= imm <= S32[1]:
+    elif not -0x8000_0000 <= imm <= 0x7FFF_FFFF:
         return f"immediate {imm} is out of range [-2147483648, 2147483647]"
-    if insn.target is not None and not (insn.is_jump or insn.is_pseudo_call or insn.is_func_ref):
+    if insn.target is not None and not (code in _JUMPS or insn.is_pseudo_call or insn.is_func_ref):
         return "only jumps, calls and func loads can name a label"
     if insn.map is not None and not (code == LD_IMM64 and src in _MAP_PSEUDOS):
         return "only ld_imm64 of a map can name a map"
-    checker = _CHECKS[code & 0x07]
-    return checker(code, dst, src, off, imm)
+    return _CHECKS[code & 0x07](code, dst, src, off, imm) or None
 
 
-_MAP_PSEUDOS = (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX, PseudoSrc.MAP_IDX_VALUE)
+# Plain ints: comparing with IntEnum members costs an attribute lookup each time.
+_MAP_PSEUDOS = frozenset(int(p) for p in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX,
+                                          PseudoSrc.MAP_IDX_VALUE))
+_PSEUDO_SRCS = frozenset(int(p) for p in PseudoSrc)
+_SMALL_PSEUDOS = frozenset(int(p) for p in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX, PseudoSrc.FUNC))
+_ALU_OPS = frozenset(int(op) for op in AluOp)
+_COND_OPS = frozenset(int(op) for op in CONDITIONAL_JUMPS)
+_RMW = frozenset(int(op) for op in RMW_ATOMICS)
+_X, _FETCH = int(Source.X), ATOMIC_FETCH
+_ALU64, _JMP32 = int(Class.ALU64), int(Class.JMP32)
+_END, _NEG, _MOV, _DIV, _MOD = int(AluOp.END), int(AluOp.NEG), int(AluOp.MOV), int(AluOp.DIV), int(AluOp.MOD)
+_JA, _CALL_OP, _EXIT_OP, _JCOND = int(JmpOp.JA), int(JmpOp.CALL), int(JmpOp.EXIT), int(JmpOp.JCOND)
+_MEM, _MEMSX, _ATOMIC, _ABS, _IND = int(Mode.MEM), int(Mode.MEMSX), int(Mode.ATOMIC), int(Mode.ABS), int(Mode.IND)
+_W, _DW = int(Size.W), int(Size.DW)
+_CMPXCHG, _LOAD_ACQ, _STORE_REL = int(AtomicOp.CMPXCHG), int(AtomicOp.LOAD_ACQ), int(AtomicOp.STORE_REL)
+_HELPER, _KFUNC = int(PseudoCall.HELPER), int(PseudoCall.KFUNC_CALL)
 
 
 def _reg(reg: int, role: str) -> str | None:
@@ -211,15 +261,15 @@ def _reg(reg: int, role: str) -> str | None:
 
 
 def _written(reg: int, role: str = "destination") -> str | None:
-    if reg > MAX_REGISTER:
-        return f"{role} register r{reg} does not exist (r0..r10)"
-    if reg == FRAME_POINTER:
+    if reg >= FRAME_POINTER:
+        if reg > MAX_REGISTER:
+            return f"{role} register r{reg} does not exist (r0..r10)"
         return "r10 is the read-only frame pointer and cannot be written"
     return None
 
 
-def _zero(**fields: int) -> str | None:
-    for name, value in fields.items():
+def _zero(*fields: tuple[str, int]) -> str | None:
+    for name, value in fields:
         if value:
             return f"{name} must be 0 here (reserved field), not {value}"
     return None
@@ -228,124 +278,111 @@ def _zero(**fields: int) -> str | None:
 def _check_ld(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     mode, size = code & 0xE0, code & 0x18
     if code == LD_IMM64:
-        if src not in PseudoSrc._value2member_map_:
+        if src not in _PSEUDO_SRCS:
             return f"ld_imm64 pseudo source {src} is unknown (0..6)"
-        hi = (imm & 0xFFFF_FFFF_FFFF_FFFF) >> 32
-        if src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX, PseudoSrc.FUNC) and hi:
+        if src in _SMALL_PSEUDOS and (imm & 0xFFFF_FFFF_FFFF_FFFF) >> 32:
             return f"ld_imm64 of {PseudoSrc(src).name.lower()} takes a 32-bit immediate"
-        return _written(dst) or _zero(off=off)
-    if mode in (Mode.ABS, Mode.IND) and size != Size.DW:
-        if mode == Mode.ABS:
-            return _zero(dst=dst, src=src, off=off)
-        return _zero(dst=dst, off=off) or _reg(src, "source")
+        return _written(dst) or (off and _zero(("off", off)))
+    if (mode == _ABS or mode == _IND) and size != _DW:
+        if mode == _ABS:
+            return _zero(("dst", dst), ("src", src), ("off", off))
+        return _zero(("dst", dst), ("off", off)) or _reg(src, "source")
     return f"opcode {code:#04x} is not a valid BPF_LD instruction"
 
 
 def _check_ldx(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
-    mode, size = code & 0xE0, code & 0x18
-    if mode == Mode.MEM or (mode == Mode.MEMSX and size != Size.DW):
-        return _written(dst) or _reg(src, "source") or _zero(imm=imm)
+    mode = code & 0xE0
+    if mode == _MEM or (mode == _MEMSX and code & 0x18 != _DW):
+        return _written(dst) or _reg(src, "source") or (imm and _zero(("imm", imm)))
     return f"opcode {code:#04x} is not a valid BPF_LDX instruction"
 
 
 def _check_st(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
-    if code & 0xE0 == Mode.MEM:
-        return _reg(dst, "base") or _zero(src=src)
+    if code & 0xE0 == _MEM:
+        return _reg(dst, "base") or (src and _zero(("src", src)))
     return f"opcode {code:#04x} is not a valid BPF_ST instruction"
 
 
 def _check_stx(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     mode, size = code & 0xE0, code & 0x18
-    if mode == Mode.MEM:
-        return _reg(dst, "base") or _reg(src, "source") or _zero(imm=imm)
-    if mode != Mode.ATOMIC:
+    if mode == _MEM:
+        return _reg(dst, "base") or _reg(src, "source") or (imm and _zero(("imm", imm)))
+    if mode != _ATOMIC:
         return f"opcode {code:#04x} is not a valid BPF_STX instruction"
-    if imm in RMW_ATOMICS:
-        if size not in (Size.W, Size.DW):
+    if imm in _RMW:
+        if size != _W and size != _DW:
             return "atomic read-modify-write operations are 32 or 64 bits wide"
-        if imm == AtomicOp.CMPXCHG:
-            return _reg(dst, "base") or _reg(src, "source")
-        if imm & ATOMIC_FETCH:
+        if imm & _FETCH and imm != _CMPXCHG:
             return _reg(dst, "base") or _written(src, "fetch destination")
         return _reg(dst, "base") or _reg(src, "source")
-    if imm == AtomicOp.LOAD_ACQ:
+    if imm == _LOAD_ACQ:
         return _written(dst) or _reg(src, "address")
-    if imm == AtomicOp.STORE_REL:
+    if imm == _STORE_REL:
         return _reg(dst, "address") or _reg(src, "source")
     return f"atomic operation {imm:#x} is unknown"
 
 
 def _check_alu(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
-    op, x, alu64 = code & 0xF0, code & Source.X, code & 0x07 == Class.ALU64
-    if op not in AluOp._value2member_map_:
+    op, x, alu64 = code & 0xF0, code & _X, code & 0x07 == _ALU64
+    if op not in _ALU_OPS:
         return f"opcode {code:#04x} is not a valid ALU instruction"
-    problem = _written(dst)
-    if problem:
-        return problem
-    if op == AluOp.END:
+    if dst >= FRAME_POINTER:
+        return _written(dst)
+    if op == _END:
         if alu64 and x:
             return "bswap has no byte-order bit: use the ALU64 opcode with BPF_TO_LE"
-        if imm not in (16, 32, 64):
+        if imm != 16 and imm != 32 and imm != 64:
             return f"byte swap width must be 16, 32 or 64, not {imm}"
-        return _zero(src=src, off=off)
-    if op == AluOp.NEG:
-        return _zero(src_bit=x, src=src, off=off, imm=imm)
-    if op in (AluOp.DIV, AluOp.MOD) and off not in (0, 1):
+        return _zero(("src", src), ("off", off))
+    if op == _NEG:
+        return _zero(("src_bit", x), ("src", src), ("off", off), ("imm", imm))
+    if off and (op == _DIV or op == _MOD) and off != 1:
         return f"offset of div/mod is 0 (unsigned) or 1 (signed), not {off}"
     if not x:
-        if op not in (AluOp.DIV, AluOp.MOD) and off:
-            return _zero(off=off)
-        return _zero(src=src)
-    problem = _reg(src, "source")
-    if problem:
-        return problem
-    if op == AluOp.MOV:
-        if alu64 and off == 1:  # addr_space_cast: imm = dst_as << 16 | src_as
-            return None
-        allowed = (0, 8, 16, 32) if alu64 else (0, 8, 16)
-        if off not in allowed:
-            return f"sign-extending move takes offset {', '.join(map(str, allowed))}, not {off}"
-    elif op not in (AluOp.DIV, AluOp.MOD) and off:
-        return _zero(off=off)
-    return _zero(imm=imm)
+        if off and op != _DIV and op != _MOD:
+            return _zero(("off", off))
+        return src and _zero(("src", src))
+    if src > MAX_REGISTER:
+        return _reg(src, "source")
+    if op == _MOV:
+        if off:
+            if alu64 and off == 1:  # addr_space_cast: imm = dst_as << 16 | src_as
+                return None
+            allowed = (0, 8, 16, 32) if alu64 else (0, 8, 16)
+            if off not in allowed:
+                return f"sign-extending move takes offset {', '.join(map(str, allowed))}, not {off}"
+    elif off and op != _DIV and op != _MOD:
+        return _zero(("off", off))
+    return imm and _zero(("imm", imm))
 
 
 def _check_jmp(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
-    op, x, jmp32 = code & 0xF0, code & Source.X, code & 0x07 == Class.JMP32
-    if op == JmpOp.JA:
-        if jmp32:
-            return _zero(src_bit=x, dst=dst, src=src, off=off)
-        return _zero(src_bit=x, dst=dst, src=src, imm=imm)
-    if op in CONDITIONAL_JUMPS:
+    op, x, jmp32 = code & 0xF0, code & _X, code & 0x07 == _JMP32
+    if op in _COND_OPS:
         if x:
-            return _reg(dst, "left") or _reg(src, "right") or _zero(imm=imm)
-        return _reg(dst, "left") or _zero(src=src)
+            return _reg(dst, "left") or _reg(src, "right") or (imm and _zero(("imm", imm)))
+        return _reg(dst, "left") or (src and _zero(("src", src)))
+    if op == _JA:
+        if jmp32:
+            return _zero(("src_bit", x), ("dst", dst), ("src", src), ("off", off))
+        return _zero(("src_bit", x), ("dst", dst), ("src", src), ("imm", imm))
     if jmp32:
         return f"opcode {code:#04x} is not a valid JMP32 instruction"
-    if op == JmpOp.CALL:
+    if op == _CALL_OP:
         if x:
             return "callx (call through a register) is not supported by the kernel"
-        if src not in PseudoCall._value2member_map_:
+        if src > _KFUNC:
             return f"call source {src} is unknown (0 helper, 1 bpf-to-bpf, 2 kfunc)"
-        if src == PseudoCall.KFUNC_CALL:
-            return _zero(dst=dst)
-        if src == PseudoCall.HELPER and imm < 0:
+        if src == _KFUNC:
+            return dst and _zero(("dst", dst))
+        if src == _HELPER and imm < 0:
             return f"helper id {imm} is negative"
-        return _zero(dst=dst, off=off)
-    if op == JmpOp.EXIT:
-        return _zero(src_bit=x, dst=dst, src=src, off=off, imm=imm)
-    if op == JmpOp.JCOND:
-        return _zero(src_bit=x, dst=dst, src=src, imm=imm)
+        return _zero(("dst", dst), ("off", off))
+    if op == _EXIT_OP:
+        return _zero(("src_bit", x), ("dst", dst), ("src", src), ("off", off), ("imm", imm))
+    if op == _JCOND:
+        return _zero(("src_bit", x), ("dst", dst), ("src", src), ("imm", imm))
     return f"opcode {code:#04x} is not a valid JMP instruction"
 
 
-_CHECKS = {
-    Class.LD: _check_ld,
-    Class.LDX: _check_ldx,
-    Class.ST: _check_st,
-    Class.STX: _check_stx,
-    Class.ALU: _check_alu,
-    Class.ALU64: _check_alu,
-    Class.JMP: _check_jmp,
-    Class.JMP32: _check_jmp,
-}
+_CHECKS = (_check_ld, _check_ldx, _check_st, _check_stx, _check_alu, _check_jmp, _check_jmp, _check_alu)

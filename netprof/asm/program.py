@@ -226,21 +226,15 @@ def _size(insn: Instruction, long: bool) -> int:
 
 def _resolve(insn: Instruction, distance: int, long: bool) -> list[Instruction]:
     """The instruction(s) for a reference ``distance`` slots after the next instruction."""
-    loc = insn.location
-    if insn.is_pseudo_call:
-        return [replace(insn, target=None, imm=_check32(distance, insn))]
-    if insn.is_func_ref:
-        return [replace(insn, target=None, imm=_check32(distance, insn) & 0xFFFF_FFFF)]
-    if insn.op == JmpOp.JA:
-        if long:
-            return [Instruction(Class.JMP32 | JmpOp.JA, imm=_check32(distance, insn), location=loc)]
-        return [replace(insn, target=None, off=distance)]
+    if insn.is_pseudo_call or insn.is_func_ref or insn.is_gotol:
+        return [insn._relocated(_check32(distance, insn))]
     if not long:
-        return [replace(insn, target=None, off=distance)]
-    if insn.op not in CONDITIONAL_JUMPS and insn.op != JmpOp.JCOND:
-        raise AsmError("jump out of range", loc)
+        return [insn._relocated(distance)]
+    loc = insn.location
+    if insn.op == JmpOp.JA:
+        return [Instruction(Class.JMP32 | JmpOp.JA, imm=_check32(distance, insn), location=loc)]
     return [
-        replace(insn, target=None, off=1),
+        insn._relocated(1),
         Instruction(Class.JMP | JmpOp.JA | Source.K, off=1, location=loc),
         Instruction(Class.JMP32 | JmpOp.JA, imm=_check32(distance - 2, insn), location=loc),
     ]

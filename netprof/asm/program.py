@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import AsmError, Location
 from .instruction import S16, S32, Instruction
-from .isa import CONDITIONAL_JUMPS, Class, JmpOp, Source
+from .isa import Class, JmpOp, Source
 
 
 @dataclass(frozen=True, slots=True)

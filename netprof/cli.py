@@ -13,6 +13,8 @@ examples:
   python -m netprof asm probe.s -o probe.bin     assemble eBPF text to bytecode
   python -m netprof disasm probe.bin             print bytecode as text
   python -m netprof disasm --labels probe.bin    ... with labels instead of jump offsets
+  python -m netprof features                     what this kernel can attach (kprobes, fentry, ...)
+  python -m netprof detach                       remove XDP programs a killed netprof left behind
 """
 
 
@@ -77,6 +79,44 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    from .loader.features import features, format_table
+    from .loader.syscall import BpfError
+
+    try:
+        found = features(refresh=args.refresh)
+    except BpfError as err:
+        raise UsageError(str(err)) from None
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(found), indent=2))
+    else:
+        print(format_table(found))
+    return 0
+
+
+def cmd_detach(args: argparse.Namespace) -> int:
+    from .loader.syscall import BpfError
+    from .loader.xdp import detach_stale, records
+
+    try:
+        before = records()
+        done = detach_stale(everything=args.all)
+    except (BpfError, OSError) as err:
+        raise UsageError(f"detach: {err}") from None
+    for record in done:
+        print(f"detached XDP program {record.prog_id} from {record.ifname} (attached by pid {record.pid})")
+    kept = [r for r in before if r not in done and r.path.exists()]
+    for record in kept:
+        print(f"kept XDP program {record.prog_id} on {record.ifname}: pid {record.pid} is still running "
+              "(--all detaches it too)")
+    if not before:
+        print("nothing attached by netprof")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netprof",
@@ -99,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="bytecode file, or - for stdin")
     p.add_argument("--labels", action="store_true", help="name jump targets instead of printing offsets")
     p.set_defaults(func=cmd_disasm)
+
+    p = sub.add_parser("features", help="what this kernel supports: attach mechanisms, program and map types")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--refresh", action="store_true", help="probe again instead of using this boot's cache")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("detach", help="remove XDP programs left attached by a netprof that was killed")
+    p.add_argument("--all", action="store_true", help="also those of netprof processes still running")
+    p.set_defaults(func=cmd_detach)
     return parser
 
 

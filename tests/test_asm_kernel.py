@@ -17,7 +17,8 @@ from netprof.asm import (
     LoadMapValue, Loop, Lsh, MayGoto, Mov, MovSx, Mul, Neg, Program, Return, Rsh, SDiv, SMod, Store,
     StoreRelease, ToBE, ToLE, assemble, parse,
 )
-from netprof.loader.syscall import BpfError, MapType, ProgType, map_create, map_lookup, prog_load, prog_test_run
+from netprof.loader.program import VerifierError, load
+from netprof.loader.syscall import MapType, ProgType, map_create, map_lookup, prog_test_run
 
 pytestmark = pytest.mark.root
 
@@ -49,11 +50,8 @@ def epilogue():
 def run(result_map, *body, subprograms=()):
     """Run ``body`` (result in r7); bpf-to-bpf functions go after the main program's exit."""
     program = Program(Mov(R6, R1), body, epilogue(), subprograms)
-    fd = prog_load(ProgType.SOCKET_FILTER, program.encode({"result": result_map}), name="asm_test")
-    try:
-        retval, _ = prog_test_run(fd, PACKET)
-    finally:
-        os.close(fd)
+    with load(program, ProgType.SOCKET_FILTER, name="asm_test", maps={"result": result_map}) as prog:
+        retval, _ = prog_test_run(prog.fd, PACKET)
     assert retval == 0
     return struct.unpack("<Q", map_lookup(result_map, bytes(4), 8))[0]
 
@@ -168,17 +166,16 @@ def test_text_program_passes_the_verifier(result_map):
         r0 = 0
         exit
     """, maps={"result": result_map})
-    fd = prog_load(ProgType.SOCKET_FILTER, code, name="asm_text")
-    try:
-        prog_test_run(fd, PACKET)
-    finally:
-        os.close(fd)
+    with load(code, ProgType.SOCKET_FILTER, name="asm_text") as prog:
+        prog_test_run(prog.fd, PACKET)
     assert struct.unpack("<Q", map_lookup(result_map, bytes(4), 8))[0] == 17 + 2 + 2
 
 
 def test_verifier_rejects_what_the_assembler_cannot_catch():
     # Reading an uninitialised register is legal bytecode: the kernel, not the assembler, refuses it.
-    code = parse("r0 = r5\nexit").encode()
-    with pytest.raises(BpfError) as info:
-        prog_load(ProgType.SOCKET_FILTER, code, name="asm_bad")
+    program = parse("r0 = 1\nr0 = r5\nexit")
+    with pytest.raises(VerifierError) as info:
+        load(program, ProgType.SOCKET_FILTER, name="asm_bad")
     assert "R5 !read_ok" in info.value.log
+    assert info.value.slot == 1
+    assert info.value.source == "line 2, column 1: r0 = r5"

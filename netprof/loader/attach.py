@@ -1,0 +1,250 @@
+"""Attaching loaded programs: tracepoint, raw tracepoint, kprobe/kretprobe, uprobe/uretprobe,
+fentry/fexit. Each returns a Link that detaches when closed (or garbage-collected).
+
+XDP lives in xdp.py: its netlink attachment outlives the process and needs bookkeeping.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import os
+from pathlib import Path
+
+from . import perf, syscall
+from .program import BpfProgram
+from .syscall import BpfError, ProgType
+
+_TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Link:
+    """An attachment; ``close()`` detaches. A context manager."""
+
+    description = "link"
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description}>"
+
+
+class FdLink(Link):
+    """A bpf_link (or raw tracepoint) fd: closing it detaches the program."""
+
+    def __init__(self, fd: int, description: str):
+        self.fd, self.description = fd, description
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class PerfLink(Link):
+    """A perf event with a program attached; a tracefs probe event it created is removed on close."""
+
+    def __init__(self, fd: int, description: str, tracefs_event: tuple[Path, str] | None = None):
+        self.fd, self.description, self._tracefs_event = fd, description, tracefs_event
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                import fcntl
+
+                fcntl.ioctl(self.fd, perf.PERF_EVENT_IOC_DISABLE, 0)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = -1
+        if self._tracefs_event is not None:
+            events_file, name = self._tracefs_event
+            self._tracefs_event = None
+            _remove_probe_event(events_file, name)
+
+
+# --- tracefs ----------------------------------------------------------------------------------
+
+def tracefs() -> Path:
+    """The tracefs mount point, mounting it at /sys/kernel/tracing if nothing is mounted."""
+    for path in _TRACEFS_CANDIDATES:
+        if (path / "events").is_dir():
+            return path
+    target = _TRACEFS_CANDIDATES[0]
+    if _libc.mount(b"tracefs", str(target).encode(), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise BpfError(err, f"mount tracefs at {target}: {os.strerror(err)} "
+                            "(mount it yourself: mount -t tracefs tracefs /sys/kernel/tracing)")
+    return target
+
+
+def tracepoint_id(category: str, name: str) -> int:
+    path = tracefs() / "events" / category / name / "id"
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        raise BpfError(errno.ENOENT, f"no tracepoint {category}:{name} (not in {path.parent.parent}; "
+                                     f"list them with: ls {tracefs()}/events/{category})") from None
+
+
+_probe_counter = itertools.count()
+
+
+def _add_probe_event(kind: str, definition: str) -> tuple[Path, str, str]:
+    """Write a kprobe/uprobe event to tracefs: (events file, group, event name)."""
+    events_file = tracefs() / f"{kind}_events"
+    name = f"netprof_{os.getpid()}_{next(_probe_counter)}"
+    try:
+        with open(events_file, "a") as f:
+            f.write(definition.format(name=f"netprof/{name}") + "\n")
+    except OSError as err:
+        raise BpfError(err.errno, f"add {kind} event '{definition.format(name=name)}' in {events_file}: "
+                                  f"{os.strerror(err.errno)}") from None
+    return events_file, "netprof", name
+
+
+def _remove_probe_event(events_file: Path, name: str) -> None:
+    try:
+        with open(events_file, "a") as f:
+            f.write(f"-:netprof/{name}\n")
+    except OSError:
+        pass
+
+
+# --- attach functions -------------------------------------------------------------------------
+
+def attach_tracepoint(prog: BpfProgram, tracepoint: str) -> PerfLink:
+    """Attach a tracepoint program to ``category:name`` (e.g. ``net:netif_receive_skb``)."""
+    category, _, name = tracepoint.partition(":")
+    if not name:
+        raise ValueError(f"tracepoint {tracepoint!r} must be category:name, e.g. net:netif_receive_skb")
+    attr = perf.PerfEventAttr(type=perf.PerfType.TRACEPOINT, config=tracepoint_id(category, name),
+                              sample_period=1, wakeup_events=1)
+    what = f"attach tracepoint {tracepoint}"
+    fd = perf.perf_event_open(attr, -1, 0, what)
+    try:
+        perf.attach_bpf(fd, prog.fd, what)
+    except BpfError:
+        os.close(fd)
+        raise
+    return PerfLink(fd, f"tracepoint:{tracepoint}")
+
+
+def attach_raw_tracepoint(prog: BpfProgram, name: str) -> FdLink:
+    """Attach a raw tracepoint program (``netif_receive_skb_entry``: no category)."""
+    return FdLink(syscall.raw_tracepoint_open(name, prog.fd), f"raw_tracepoint:{name}")
+
+
+def kprobe_available() -> str | None:
+    """How this kernel can attach kprobes: "pmu", "tracefs", or None when it has no kprobes."""
+    if perf.pmu_type("kprobe") is not None:
+        return "pmu"
+    for path in _TRACEFS_CANDIDATES:
+        if (path / "kprobe_events").exists():
+            return "tracefs"
+    try:
+        if (tracefs() / "kprobe_events").exists():
+            return "tracefs"
+    except BpfError:
+        pass
+    return None
+
+
+def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = False) -> PerfLink:
+    """kprobe (or kretprobe, ``ret=True``) on a kernel function, via the kprobe PMU, else tracefs."""
+    kind = "kretprobe" if ret else "kprobe"
+    what = f"attach {kind} {function}" + (f"+{offset:#x}" if offset else "")
+    mechanism = kprobe_available()
+    if mechanism is None:
+        raise BpfError(errno.EOPNOTSUPP, f"{what}: this kernel has no kprobes (CONFIG_KPROBES is not set); "
+                                         "profile kernel functions in the vm/ guest, or use the --net tracepoints")
+    if mechanism == "pmu":
+        name = ctypes.create_string_buffer(function.encode())
+        attr = perf.PerfEventAttr(type=perf.pmu_type("kprobe"), sample_period=1, wakeup_events=1,
+                                  config1=ctypes.addressof(name), config2=offset)
+        if ret:
+            attr.config |= 1 << perf.retprobe_bit("kprobe")
+        try:
+            fd = perf.perf_event_open(attr, -1, 0, what)
+        except BpfError as err:
+            if err.errno in (errno.ENOENT, errno.EINVAL):
+                raise BpfError(err.errno, f"{what}: {function} is not in kallsyms, or cannot be probed "
+                                          "(inlined, notrace, or on the kprobe blacklist)") from None
+            raise
+        try:
+            perf.attach_bpf(fd, prog.fd, what)
+        except BpfError:
+            os.close(fd)
+            raise
+        return PerfLink(fd, f"{kind}:{function}")
+    probe = "r" if ret else "p"
+    events_file, group, name = _add_probe_event("kprobe", f"{probe}:{{name}} {function}+{offset}")
+    return _attach_tracefs_event(prog, events_file, group, name, f"{kind}:{function}", what)
+
+
+def _attach_tracefs_event(prog: BpfProgram, events_file: Path, group: str, name: str, description: str,
+                          what: str) -> PerfLink:
+    try:
+        attr = perf.PerfEventAttr(type=perf.PerfType.TRACEPOINT, config=tracepoint_id(group, name),
+                                  sample_period=1, wakeup_events=1)
+        fd = perf.perf_event_open(attr, -1, 0, what)
+    except BpfError:
+        _remove_probe_event(events_file, name)
+        raise
+    try:
+        perf.attach_bpf(fd, prog.fd, what)
+    except BpfError:
+        os.close(fd)
+        _remove_probe_event(events_file, name)
+        raise
+    return PerfLink(fd, description, (events_file, name))
+
+
+def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, pid: int = -1,
+                  description: str | None = None) -> PerfLink:
+    """uprobe (or uretprobe) at a file offset of an ELF file; ``pid`` -1 means every process.
+
+    Resolve ``PATH:SYMBOL`` to (path, offset) with netprof.loader.elf.resolve first.
+    """
+    kind = "uretprobe" if ret else "uprobe"
+    description = description or f"{kind}:{path}:{offset:#x}"
+    what = f"attach {description}" + (f" for pid {pid}" if pid >= 0 else "")
+    pmu = perf.pmu_type("uprobe")
+    if pmu is None:
+        probe = "r" if ret else "p"
+        events_file, group, name = _add_probe_event("uprobe", f"{probe}:{{name}} {path}:{offset:#x}")
+        return _attach_tracefs_event(prog, events_file, group, name, description, what)
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    attr = perf.PerfEventAttr(type=pmu, sample_period=1, wakeup_events=1, config1=ctypes.addressof(name),
+                              config2=offset)
+    if ret:
+        attr.config |= 1 << perf.retprobe_bit("uprobe")
+    fd = perf.perf_event_open(attr, pid if pid >= 0 else -1, 0 if pid < 0 else -1, what)
+    try:
+        perf.attach_bpf(fd, prog.fd, what)
+    except BpfError:
+        os.close(fd)
+        raise
+    return PerfLink(fd, description)
+
+
+def attach_tracing(prog: BpfProgram) -> FdLink:
+    """Attach an fentry/fexit (BPF_PROG_TYPE_TRACING) program loaded with its attach BTF id."""
+    if prog.prog_type != ProgType.TRACING:
+        raise ValueError(f"program {prog.name!r} is {prog.prog_type.name}, not TRACING")
+    return FdLink(syscall.raw_tracepoint_open(None, prog.fd), f"tracing:{prog.name}")

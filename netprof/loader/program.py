@@ -1,0 +1,169 @@
+"""Loading programs: bytecode or a netprof.asm Program in, a program fd out, or a VerifierError
+that quotes the kernel's complaint and points at the assembler line or label it came from."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..asm import LinkedProgram, Program
+from .syscall import (
+    AttachType,
+    BpfError,
+    Cmd,
+    ProgInfo,
+    ProgLoadAttr,
+    ProgType,
+    _addr,
+    bpf,
+    obj_info,
+)
+
+_LOG_START = 1 << 16
+_LOG_MAX = 1 << 28  # the kernel's own limit (UINT_MAX >> 2) is larger; this is plenty
+_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)", re.M)
+
+
+class VerifierError(BpfError):
+    """The verifier refused a program. ``log`` is its whole explanation; ``slot`` the instruction it
+    stopped at; ``source`` the assembler line or label that instruction came from."""
+
+    def __init__(self, err: int, name: str, log: str, linked: LinkedProgram | None):
+        self.log = log
+        self.slot = _failing_slot(log)
+        self.source = linked.describe_slot(self.slot) if linked is not None and self.slot is not None else None
+        complaint = _complaint(log) or os.strerror(err)
+        where = f" at instruction {self.slot}" if self.slot is not None else ""
+        message = f"verifier rejected program {name!r}{where}: {complaint}"
+        if self.source:
+            message += f" (from {self.source})"
+        super().__init__(err, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def tail(self, lines: int = 20) -> str:
+        """The end of the verifier log, where the reason is."""
+        return "\n".join(self.log.rstrip().splitlines()[-lines:])
+
+
+def _failing_slot(log: str) -> int | None:
+    found = _INSN_LINE.findall(log)
+    return int(found[-1]) if found else None
+
+
+def _complaint(log: str) -> str | None:
+    """The verifier's one-line reason: the last line that is not a statistic or a state dump."""
+    for line in reversed(log.strip().splitlines()):
+        line = line.strip()
+        if not line or line.startswith(("processed ", "verification time", "stack depth", "-- END")):
+            continue
+        if _INSN_LINE.match(line) or re.match(r"^\d+: R\d", line) or line.startswith(";"):
+            continue
+        return line
+    return None
+
+
+@dataclass
+class BpfProgram:
+    """A loaded program; owns its fd (a context manager, closed on exit)."""
+
+    fd: int
+    name: str
+    prog_type: ProgType
+    linked: LinkedProgram | None = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> BpfProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def info(self) -> ProgInfo:
+        return obj_info(self.fd, ProgInfo(), f"read info of program {self.name!r}")
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    @property
+    def tag(self) -> str:
+        return bytes(self.info().tag).hex()
+
+
+def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name: str = "",
+         maps: Mapping[str, object] | None = None, license: str = "GPL",
+         expected_attach_type: AttachType = AttachType.NONE, attach_btf_id: int = 0,
+         attach_btf_obj_fd: int = 0, flags: int = 0) -> BpfProgram:
+    """Load ``program`` into the kernel. Map symbols are resolved from ``maps`` (name -> Map or fd).
+
+    The verifier log is only requested when the load fails (loading twice is cheaper than always
+    logging), and grown until the kernel's whole explanation fits.
+    """
+    linked = None
+    if isinstance(program, Program):
+        program = program.link()
+    if isinstance(program, LinkedProgram):
+        linked = program
+        fds = {name_: getattr(m, "fd", m) for name_, m in (maps or {}).items()}
+        code = program.encode(fds)
+    else:
+        code = bytes(program)
+    if not code or len(code) % 8:
+        raise ValueError(f"program {name!r} is {len(code)} bytes: not a whole number of instructions")
+    insns = ctypes.create_string_buffer(code, len(code))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr = ProgLoadAttr(prog_type=prog_type, insn_cnt=len(code) // 8, insns=_addr(insns), license=_addr(lic),
+                        prog_name=_kernel_name(name), expected_attach_type=expected_attach_type,
+                        attach_btf_id=attach_btf_id, attach_prog_fd=attach_btf_obj_fd, prog_flags=flags)
+    what = f"load {prog_type.name.lower()} program {name!r}"
+    try:
+        fd = bpf(Cmd.PROG_LOAD, attr, what)
+    except BpfError as err:
+        if err.errno == errno.EPERM and os.geteuid() == 0 and prog_type == ProgType.TRACING:
+            raise BpfError(err.errno, f"{what}: this kernel refuses fentry/fexit programs even to root "
+                                      "(no BPF trampoline, or lockdown); use kprobes, or the vm/ guest") from None
+        if err.errno not in (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC):
+            raise
+        raise _explain(attr, err, name, linked) from None
+    return BpfProgram(fd, name, prog_type, linked)
+
+
+def _explain(attr: ProgLoadAttr, err: BpfError, name: str, linked: LinkedProgram | None) -> BpfError:
+    """Load again with the verifier log on, growing the buffer until the log fits."""
+    size = _LOG_START
+    while True:
+        log = ctypes.create_string_buffer(size)
+        attr.log_level, attr.log_size, attr.log_buf, attr.log_true_size = 1, size, _addr(log), 0
+        try:
+            fd = bpf(Cmd.PROG_LOAD, attr, "load again for the verifier log")
+        except BpfError as again:
+            if again.errno == errno.ENOSPC and size < _LOG_MAX:
+                size = max(size * 4, attr.log_true_size)
+                continue
+            text = log.value.decode(errors="replace")
+            if not text.strip():
+                return again
+            return VerifierError(again.errno, name, text, linked)
+        os.close(fd)  # accepted the second time (it happens with racing resource limits)
+        return err
+
+
+def _kernel_name(name: str) -> bytes:
+    """The kernel takes 15 characters of [A-Za-z0-9_.] for an object name."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name).encode()[:15]

@@ -52,7 +52,8 @@ class RingBuffer:
         self._data = memoryview(self._producer)[page:]
         self._epoll = select.epoll()
         self._epoll.register(ring.fd, select.EPOLLIN)
-        self.discarded = 0
+        self.discarded = 0   # records the programs reserved and then discarded
+        self.mismatched = 0  # records read(dtype) consumed whose size was not dtype's
 
     @classmethod
     def create(cls, size: int, name: str = "events") -> RingBuffer:
@@ -95,8 +96,9 @@ class RingBuffer:
 
     def read(self, dtype: np.dtype | None = None, limit: int | None = None) -> np.ndarray:
         """Consume the committed records now in the ring, as one numpy array of ``dtype``
-        (whose itemsize must be the record's payload size). Discarded records are skipped;
-        reading stops at the first record still being written."""
+        (whose itemsize must be the record's payload size). Discarded records are skipped,
+        records of another size are consumed and counted in ``mismatched``; reading stops at
+        the first record still being written."""
         dtype = np.dtype(dtype if dtype is not None else np.uint8)
         stride = record_size(dtype.itemsize)
         cons, prod = self.consumer_pos, self.producer_pos
@@ -136,6 +138,8 @@ class RingBuffer:
         for payload in self._walk(cons, prod, limit):
             if len(payload) == dtype.itemsize:
                 chunks.append(bytes(payload))
+            else:
+                self.mismatched += 1
         return np.frombuffer(b"".join(chunks), dtype=dtype).copy() if chunks else np.empty(0, dtype)
 
     def _walk(self, cons: int, prod: int, limit: int | None) -> Iterator[memoryview]:

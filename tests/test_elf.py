@@ -1,0 +1,320 @@
+"""netprof.loader.elf: probe targets resolved to file offsets, checked against readelf and objdump."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("elftools")
+
+from netprof.loader.elf import (
+    ElfError,
+    _decode_x86,
+    cheaper_site,
+    locate,
+    parse_target,
+    resolve,
+    resolve_target,
+    site_cost,
+)
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("gcc", "readelf", "objdump", "strip")),
+    reason="needs gcc and binutils (readelf, objdump, strip)",
+)
+
+PROG = r"""
+#include <stdio.h>
+int counter = 1;
+static int helper(int x) { return x * 3 + counter; }
+__attribute__((noinline)) int compute(int x) { return helper(x) + 1; }
+int use_a(int x);
+int use_b(int x);
+int main(int argc, char **argv) { printf("%d\n", compute(argc) + use_a(argc) + use_b(argc)); return 0; }
+"""
+# Two static functions of the same name in two translation units: one name, two addresses.
+DUP_A = "static int dup_fn(int x) { return x + 1; }\nint use_a(int x) { return dup_fn(x); }\n"
+DUP_B = "static int dup_fn(int x) { return x * 2; }\nint use_b(int x) { return dup_fn(x); }\n"
+LIB = "int lib_func(int x) { return x + 7; }\nint lib_other(int x) { return x * x; }\n"
+USER = "#include <stdio.h>\nint lib_func(int x);\nint main(int c, char **v) { printf(\"%d\\n\", lib_func(c)); }\n"
+FLAGS = ["-O0", "-fno-omit-frame-pointer", "-g0"]
+
+
+def _gcc(*args: str | Path) -> None:
+    subprocess.run(["gcc", *FLAGS, *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("elf")
+    for name, text in {"prog.c": PROG, "a.c": DUP_A, "b.c": DUP_B, "lib.c": LIB, "user.c": USER}.items():
+        (d / name).write_text(text)
+    srcs = [d / "prog.c", d / "a.c", d / "b.c"]
+    out = {
+        "exe": d / "exe",
+        "pie": d / "pie",
+        "nocet": d / "nocet",
+        "lib": d / "libnpt.so",
+        "user": d / "user",
+        "obj": d / "lib.o",
+    }
+    _gcc("-no-pie", "-fno-pie", "-fcf-protection=full", *srcs, "-o", out["exe"])
+    _gcc("-pie", "-fPIE", "-fcf-protection=full", *srcs, "-o", out["pie"])
+    _gcc("-fcf-protection=none", *srcs, "-o", out["nocet"])
+    _gcc("-shared", "-fPIC", d / "lib.c", "-o", out["lib"])
+    _gcc(d / "user.c", f"-L{d}", "-lnpt", f"-Wl,-rpath,{d}", "-o", out["user"])
+    _gcc("-c", d / "lib.c", "-o", out["obj"])
+    out["stripped"] = d / "exe.stripped"
+    out["lib_stripped"] = d / "libnpt.stripped.so"
+    subprocess.run(["strip", "-o", str(out["stripped"]), str(out["exe"])], check=True)
+    subprocess.run(["strip", "-o", str(out["lib_stripped"]), str(out["lib"])], check=True)
+    return out
+
+
+# -- ground truth from binutils ------------------------------------------------------------------
+
+
+def _symbols(path: Path, dynamic: bool = False) -> dict[str, list[tuple[int, int, str]]]:
+    """{name: [(value, size, type)]} of defined symbols, from ``readelf -sW`` (or --dyn-syms)."""
+    out = subprocess.run(["readelf", "-W", "--dyn-syms" if dynamic else "-s", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    syms: dict[str, list[tuple[int, int, str]]] = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[0][:-1].isdigit() and f[6] != "UND":
+            syms.setdefault(f[7].split("@")[0], []).append((int(f[1], 16), int(f[2], 0), f[3]))
+    return syms
+
+
+def _loads(path: Path) -> list[tuple[int, int, int, str]]:
+    """[(offset, vaddr, filesz, flags)] of the PT_LOAD segments, from ``readelf -lW``."""
+    out = subprocess.run(["readelf", "-lW", str(path)], check=True, capture_output=True, text=True).stdout
+    loads = []
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD":
+            loads.append((int(f[1], 16), int(f[2], 16), int(f[4], 16), " ".join(f[6:-1])))
+    return loads
+
+
+def _offset_of(path: Path, address: int) -> int:
+    for off, vaddr, filesz, _flags in _loads(path):
+        if vaddr <= address < vaddr + filesz:
+            return address - vaddr + off
+    raise AssertionError(f"{address:#x} in no PT_LOAD of {path}")
+
+
+def _objdump_bytes(path: Path, address: int, n: int = 8) -> bytes:
+    """The bytes objdump disassembles from ``address`` on (at least ``n`` when the code is that long)."""
+    out = subprocess.run(
+        ["objdump", "-d", f"--start-address={address:#x}", f"--stop-address={address + n:#x}", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    data = b""
+    for line in out.splitlines():
+        m = re.match(r"\s*[0-9a-f]+:\t((?:[0-9a-f]{2} )+)", line)
+        if m:
+            data += bytes.fromhex(m.group(1))
+    return data[:n]
+
+
+def _file_bytes(path: str | Path, offset: int, n: int = 8) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(n)
+
+
+# -- resolving ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which, kind", [("exe", "executable"), ("pie", "pie"), ("lib", "shared library")])
+def test_offsets_match_readelf_and_bytes_match_objdump(bins, which, kind):
+    path = bins[which]
+    truth = _symbols(path)
+    names = ["lib_func", "lib_other"] if which == "lib" else ["main", "compute", "helper", "use_a"]
+    for name in names:
+        ((value, size, _typ),) = set(truth[name])  # readelf -s lists .dynsym and .symtab
+        t = resolve(str(path), name)
+        assert (t.path, t.kind, t.symbol, t.address, t.size) == (os.path.realpath(path), kind, name, value, size)
+        assert t.offset == _offset_of(path, value)
+        want = _objdump_bytes(path, value)
+        assert len(want) == 8 and _file_bytes(path, t.offset) == want
+    if kind == "executable":
+        assert t.address != t.offset  # linked at 0x400000: address and file offset differ
+
+
+def test_symbol_plus_offset_and_raw_offset(bins):
+    exe = str(bins["exe"])
+    base = resolve(exe, "compute")
+    t = resolve(exe, "compute+0x4")
+    assert (t.offset, t.address, t.symbol_offset) == (base.offset + 4, base.address + 4, 4)
+    assert resolve(exe, "compute+4") == t
+    raw = resolve(exe, hex(base.offset + 4))
+    assert (raw.offset, raw.address, raw.symbol, raw.symbol_offset) == (t.offset, t.address, "compute", 4)
+    assert resolve_target(f"{exe}:compute+0x4") == t
+    assert "compute+0x4" in str(t)
+
+
+def test_dynsym_used_when_stripped(bins):
+    full = resolve(str(bins["lib"]), "lib_func")
+    stripped = resolve(str(bins["lib_stripped"]), "lib_func")
+    assert (stripped.offset, stripped.size) == (full.offset, full.size)
+
+
+def test_libc_versioned_symbol():
+    t = resolve_target("libc.so.6:getpid")
+    assert t.path == os.path.realpath(t.path) and t.kind == "shared library"
+    path = Path(t.path)
+    ((value, _size, _typ),) = set(_symbols(path, dynamic=True)["getpid"])
+    assert t.address == value and t.offset == _offset_of(path, value)
+    assert _file_bytes(path, t.offset) == _objdump_bytes(path, value)
+
+
+def test_libc_default_version_wins():
+    libc = locate("libc.so.6")
+    memcpys = {v for v, _s, _t in _symbols(Path(libc), dynamic=True).get("memcpy", [])}
+    if len(memcpys) < 2:
+        pytest.skip("this libc has one memcpy")
+    default = resolve(libc, "memcpy")
+    assert resolve(libc, "memcpy@@GLIBC_2.14").offset == default.offset
+    compat = resolve(libc, "memcpy@GLIBC_2.2.5")
+    assert compat.address != default.address and {compat.address, default.address} == memcpys
+
+
+def test_locate():
+    assert locate("sh") == os.path.realpath(shutil.which("sh"))
+    assert os.path.basename(locate("libc.so.6")) == "libc.so.6"
+
+
+def test_parse_target():
+    assert parse_target("/usr/bin/curl:main") == ("/usr/bin/curl", "main")
+    assert parse_target("libc.so.6:memcpy@@GLIBC_2.14") == ("libc.so.6", "memcpy@@GLIBC_2.14")
+    assert parse_target("/bin/x:0x1139") == ("/bin/x", "0x1139")
+    assert parse_target("/bin/x:f+0x10") == ("/bin/x", "f+0x10")
+    for bad in ("main", ":main", "/bin/x:"):
+        with pytest.raises(ElfError, match="not PATH:SYMBOL"):
+            parse_target(bad)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def _patched(src: Path, dst: Path, at: int, value: bytes) -> str:
+    data = bytearray(src.read_bytes())
+    data[at : at + len(value)] = value
+    dst.write_bytes(bytes(data))
+    return str(dst)
+
+
+def test_errors(bins, tmp_path):
+    exe, user, lib = str(bins["exe"]), str(bins["user"]), os.path.realpath(bins["lib"])
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    cases = [
+        ((str(tmp_path / "nope"), "main"), "no such file"),
+        (("netprof-no-such-program", "main"), "cannot find"),
+        ((str(tmp_path), "main"), "is a directory"),
+        ((str(text), "main"), "is not an ELF file"),
+        ((_patched(bins["exe"], tmp_path / "e32", 4, b"\x01"), "main"), "32-bit"),
+        ((_patched(bins["exe"], tmp_path / "ebe", 5, b"\x02"), "main"), "big-endian"),
+        ((_patched(bins["exe"], tmp_path / "earm", 18, b"\x28\x00"), "main"), "machine 40"),
+        ((str(bins["obj"]), "lib_func"), "relocatable object"),
+        ((str(bins["stripped"]), "main"), "is stripped"),
+        ((exe, "mian"), f"no function 'mian' in {exe} (did you mean 'main'?)"),
+        ((exe, "zzzqqq"), "no function 'zzzqqq'"),
+        ((exe, "counter"), "counter is a data object, not a function"),
+        ((exe, "dup_fn"), "'dup_fn' names 2 different functions"),
+        ((exe, "printf"), f"printf is not defined in {exe} (it is imported): probe {locate('libc.so.6')}:printf"),
+        ((user, "lib_func"), f"lib_func is not defined in {user} (it is imported): probe {lib}:lib_func instead"),
+        ((exe, "compute+0x10000"), "past the end of compute"),
+        ((exe, "0x7fffffff"), "not in an executable segment"),
+        ((exe, "main+zz"), "SYMBOL+0x10"),
+    ]
+    for (path, symbol), words in cases:
+        with pytest.raises(ElfError) as info:
+            resolve(path, symbol)
+        assert words in str(info.value), (path, symbol)
+
+
+def test_ambiguous_lists_the_file_offsets(bins):
+    exe = bins["exe"]
+    offsets = sorted({_offset_of(exe, v) for v, _s, _t in _symbols(exe)["dup_fn"]})
+    with pytest.raises(ElfError, match="PATH:0xOFFSET") as info:
+        resolve(str(exe), "dup_fn")
+    assert all(f"{o:#x}" in str(info.value) for o in offsets)
+    assert resolve(str(exe), hex(offsets[1])).symbol == "dup_fn"
+
+
+def test_data_offset_is_not_code(bins):
+    exe = bins["exe"]
+    ((value, _s, _t),) = set(_symbols(exe)["counter"])
+    with pytest.raises(ElfError, match="not in an executable segment"):
+        resolve(str(exe), hex(_offset_of(exe, value)))
+
+
+@pytest.mark.parametrize("cut", [64, 200, 4096])
+def test_truncated_file(bins, tmp_path, cut):
+    short = tmp_path / "short"
+    short.write_bytes(bins["exe"].read_bytes()[:cut])
+    with pytest.raises(ElfError):
+        resolve(str(short), "main")
+
+
+# -- probe-site cost ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["exe", "pie"])
+def test_endbr64_site_and_cheaper_site(bins, which):
+    t = resolve(str(bins[which]), "main")
+    cost = site_cost(t)
+    assert cost.insn_hex == "f30f1efa" and not cost.emulated and cost.description.startswith("endbr64")
+    assert "main+0x4" in cost.description and "push %rbp" in cost.description
+    better = cheaper_site(t)
+    assert better == replace(t, offset=t.offset + 4, address=t.address + 4, symbol_offset=4)
+    after = site_cost(better)
+    assert (after.insn_hex, after.description, after.emulated) == ("55", "push %rbp", True)
+    assert after.approx_us < cost.approx_us
+    assert cheaper_site(better) is None
+
+
+def test_push_site_without_cet(bins):
+    t = resolve(str(bins["nocet"]), "compute")
+    assert site_cost(t).description == "push %rbp" and site_cost(t).emulated
+    assert cheaper_site(t) is None
+
+
+def test_not_x86_has_no_cost(bins):
+    t = replace(resolve(str(bins["exe"]), "main"), machine="aarch64")
+    assert site_cost(t) is None and cheaper_site(t) is None
+
+
+@pytest.mark.parametrize(
+    "code, description, emulated, length",
+    [
+        ("55", "push %rbp", True, 1),
+        ("53", "push %rbx", True, 1),
+        ("4154", "push %r12", True, 2),
+        ("90", "nop", True, 1),
+        ("6690", "xchg %ax,%ax (nop)", True, 2),
+        ("0f1f4000", "nopl", True, 4),
+        ("0f1f440000", "nopl", True, 5),
+        ("0f1f8000000000", "nopl", True, 7),
+        ("660f1f440000", "nopw", True, 6),
+        ("f30f1efa", "endbr64", False, 4),
+        ("e800000000", "call rel32", True, 5),
+        ("e900000000", "jmp rel32", True, 5),
+        ("eb00", "jmp rel8", True, 2),
+        ("7400", "je rel8", True, 2),
+        ("0f8500000000", "jne rel32", True, 6),
+        ("c3", "ret", False, 1),
+        ("4883ec10", "other", False, None),
+    ],
+)
+def test_decode_x86(code, description, emulated, length):
+    assert _decode_x86(bytes.fromhex(code) + b"\xcc" * 8) == (description, emulated, length)

@@ -29,8 +29,7 @@ from .syscall import MapType
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HEADER = 8
-_POS = struct.Struct("<Q")
-_LEN = struct.Struct("<I")
+_LEN = struct.Struct("@I")  # native: a single 4-byte load (x86-64 and arm64 are little-endian)
 _HEADER_DTYPE = [("len", "<u4"), ("pg_off", "<u4")]
 
 
@@ -50,6 +49,10 @@ class RingBuffer:
         self._consumer = mmap.mmap(ring.fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._producer = mmap.mmap(ring.fd, page + 2 * self.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data = memoryview(self._producer)[page:]
+        # One aligned 8-byte load or store each, as the kernel expects: struct's "<Q" moves
+        # bytes one at a time, and a producer that sees a torn consumer_pos drops records.
+        self._consumer_pos = np.frombuffer(self._consumer, dtype=np.uint64, count=1)
+        self._producer_pos = np.frombuffer(self._producer, dtype=np.uint64, count=1)
         self._epoll = select.epoll()
         self._epoll.register(ring.fd, select.EPOLLIN)
         self.discarded = 0   # records the programs reserved and then discarded
@@ -66,15 +69,15 @@ class RingBuffer:
 
     @property
     def consumer_pos(self) -> int:
-        return _POS.unpack_from(self._consumer, 0)[0]
+        return int(self._consumer_pos[0])
 
     @consumer_pos.setter
     def consumer_pos(self, value: int) -> None:
-        _POS.pack_into(self._consumer, 0, value)
+        self._consumer_pos[0] = value
 
     @property
     def producer_pos(self) -> int:
-        return _POS.unpack_from(self._producer, 0)[0]
+        return int(self._producer_pos[0])
 
     def pending(self) -> int:
         """Bytes written by producers and not consumed yet (headers included)."""
@@ -172,6 +175,7 @@ class RingBuffer:
         self._epoll.close()
         self._epoll = None
         self._data.release()
+        del self._consumer_pos, self._producer_pos
         self._producer.close()
         self._consumer.close()
         self.map.close()

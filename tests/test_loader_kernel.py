@@ -478,3 +478,25 @@ def test_ring_buffer_wait_times_out_and_wakes():
             prog_test_run(prog.fd, bytes(64))
         assert rb.wait(1.0) is True
         assert list(rb.read(np.dtype("<u8"))) == [1]
+
+
+# --- feature probing ------------------------------------------------------------------------------
+
+def test_features_are_probed_cached_and_printed(tmp_path):
+    import json
+
+    env = dict(os.environ, NETPROF_RUN_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "netprof", "features", "--json"], capture_output=True,
+                            text=True, env=env, check=True)
+    found = json.loads(result.stdout)
+    assert found["kernel"] == os.uname().release
+    assert found["attach"]["tracepoint"] == "yes" and found["attach"]["uprobe"].startswith("yes")
+    has_kprobes = attach.kprobe_available() is not None
+    assert found["attach"]["kprobe"].startswith("yes" if has_kprobes else "no: this kernel has no kprobes")
+    assert found["map_types"]["ringbuf"] and found["prog_types"]["xdp"]
+    assert "bpf_ringbuf_output" in found["helpers"]["tracepoint"]
+    assert "bpf_xdp_adjust_head" not in found["helpers"]["tracepoint"]
+    assert list(tmp_path.glob("features-*.json"))
+    table = subprocess.run([sys.executable, "-m", "netprof", "features"], capture_output=True, text=True,
+                           env=env, check=True).stdout
+    assert "attach mechanisms:" in table and "uprobe" in table

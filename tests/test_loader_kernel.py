@@ -500,3 +500,23 @@ def test_features_are_probed_cached_and_printed(tmp_path):
     table = subprocess.run([sys.executable, "-m", "netprof", "features"], capture_output=True, text=True,
                            env=env, check=True).stdout
     assert "attach mechanisms:" in table and "uprobe" in table
+
+
+def test_map_create_refusal_names_the_attributes():
+    with pytest.raises(BpfError, match="refused key_size=4 value_size=8 max_entries=0"):
+        Map.create(MapType.HASH, key_size=4, value_size=8, max_entries=0, name="nptest")
+
+
+def test_pin_and_open_a_pinned_map(tmp_path):
+    bpffs = tmp_path / "bpffs"
+    bpffs.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(bpffs)], check=True)
+    try:
+        with Map.create(MapType.HASH, key=ctypes.c_uint32, value=ctypes.c_uint64, max_entries=4,
+                        name="nptest_pin") as m:
+            m[1] = 42
+            m.pin(bpffs / "counts")
+            with Map.pinned(bpffs / "counts", key=ctypes.c_uint32, value=ctypes.c_uint64) as again:
+                assert again.id == m.id and again[1] == 42 and again.type == MapType.HASH
+    finally:
+        subprocess.run(["umount", str(bpffs)], check=True)

@@ -422,7 +422,14 @@ def map_create(map_type: MapType, key_size: int, value_size: int, max_entries: i
                flags: int = 0) -> int:
     attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                          max_entries=max_entries, map_flags=flags, map_name=name.encode()[:15])
-    return bpf(Cmd.MAP_CREATE, attr, f"create {map_type.name.lower()} map {name!r}")
+    what = f"create {map_type.name.lower()} map {name!r}"
+    try:
+        return bpf(Cmd.MAP_CREATE, attr, what)
+    except BpfError as err:
+        if err.errno != errno.EINVAL:
+            raise
+        raise BpfError(err.errno, f"{what}: the kernel refused key_size={key_size} value_size={value_size} "
+                                  f"max_entries={max_entries} flags={flags:#x} for this map type") from None
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:

@@ -13,29 +13,9 @@ from .helpers import Helper
 from .instruction import Instruction
 from .isa import (
     ATOMIC_FETCH,
-    AluOp as _AluOp,
-    AtomicOp as _AtomicOp,
-    Class as _Class,
-    JmpOp as _JmpOp,
-    Mode as _Mode,
-    PseudoCall as _PseudoCall,
-    PseudoSrc as _PseudoSrc,
-    Size as _Size,
-    Source as _Source,
     mem_type,
-    plain_ints,
 )
-
-# The ISA enums as plain ints: the same names, a fraction of the cost on this hot path.
-AluOp = plain_ints(_AluOp)
-AtomicOp = plain_ints(_AtomicOp)
-Class = plain_ints(_Class)
-JmpOp = plain_ints(_JmpOp)
-Mode = plain_ints(_Mode)
-PseudoCall = plain_ints(_PseudoCall)
-PseudoSrc = plain_ints(_PseudoSrc)
-Size = plain_ints(_Size)
-Source = plain_ints(_Source)
+from .plain import AluOp, AtomicOp, Class, JmpOp, Mode, PseudoCall, PseudoSrc, Source, Size
 
 ALU_SYMBOLS = {
     AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=", AluOp.OR: "|=",

@@ -21,30 +21,12 @@ from .isa import (
     CALL,
     EXIT,
     LD_IMM64,
-    AluOp as _AluOp,
-    AtomicOp as _AtomicOp,
-    Class as _Class,
-    JmpOp as _JmpOp,
     MemType,
-    Mode as _Mode,
-    PseudoCall as _PseudoCall,
-    PseudoSrc as _PseudoSrc,
     Size,
-    Source as _Source,
-    plain_ints,
 )
+from .plain import AluOp, AtomicOp, Class, JmpOp, Mode, PseudoCall, PseudoSrc, Source
 from .printer import format_instruction
 from .program import Label, Program
-
-# The ISA enums as plain ints: the same names, a fraction of the cost on this hot path.
-AluOp = plain_ints(_AluOp)
-AtomicOp = plain_ints(_AtomicOp)
-Class = plain_ints(_Class)
-JmpOp = plain_ints(_JmpOp)
-Mode = plain_ints(_Mode)
-PseudoCall = plain_ints(_PseudoCall)
-PseudoSrc = plain_ints(_PseudoSrc)
-Source = plain_ints(_Source)
 
 _N = r"[+-]?\s*(?:0x[0-9a-fA-F]+|\d+)"
 _REG = r"([rw])(\d+)"

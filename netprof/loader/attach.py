@@ -14,46 +14,27 @@ from pathlib import Path
 
 from . import perf, syscall
 from .program import BpfProgram
+from .resource import Closing, FdOwner
 from .syscall import BpfError, ProgType
 
 _TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class Link:
+class Link(Closing):
     """An attachment; ``close()`` detaches. A context manager."""
 
     description = "link"
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Link:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except OSError:
-            pass
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
 
 
-class FdLink(Link):
+class FdLink(FdOwner, Link):
     """A bpf_link (or raw tracepoint) fd: closing it detaches the program."""
 
     def __init__(self, fd: int, description: str):
         self.fd, self.description = fd, description
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class PerfLink(Link):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import syscall
+from .resource import FdOwner
 from .syscall import ENOTSUPP, BpfError, MapInfo, MapType
 
 _CTYPES = (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)
@@ -74,7 +75,7 @@ def possible_cpus() -> int:
     return count
 
 
-class Map:
+class Map(FdOwner):
     """A BPF map. ``Map.create(MapType.HASH, key=ctypes.c_uint32, value=ctypes.c_uint64, max_entries=1024)``."""
 
     def __init__(self, fd: int, map_type: MapType, key_size: int, value_size: int, max_entries: int,
@@ -110,23 +111,6 @@ class Map:
 
     def pin(self, path: str | os.PathLike) -> None:
         syscall.obj_pin(self.fd, str(path))
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except OSError:
-            pass
 
     def __repr__(self) -> str:
         return f"<Map {self.name!r} {self.type.name.lower()} fd={self.fd} {self.key_size}->{self.value_size} " \

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..asm import LinkedProgram, Program
+from .resource import FdOwner
 from .syscall import (
     AttachType,
     BpfError,
@@ -68,31 +69,14 @@ def _complaint(log: str) -> str | None:
     return None
 
 
-@dataclass
-class BpfProgram:
+@dataclass(eq=False)
+class BpfProgram(FdOwner):
     """A loaded program; owns its fd (a context manager, closed on exit)."""
 
     fd: int
     name: str
     prog_type: ProgType
     linked: LinkedProgram | None = None
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> BpfProgram:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except OSError:
-            pass
 
     def info(self) -> ProgInfo:
         return obj_info(self.fd, ProgInfo(), f"read info of program {self.name!r}")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .maps import Map
+from .resource import Closing
 from .syscall import MapType
 
 BUSY = 1 << 31
@@ -38,7 +39,7 @@ def record_size(payload: int) -> int:
     return (payload + HEADER + 7) & ~7
 
 
-class RingBuffer:
+class RingBuffer(Closing):
     """Reader of one ring buffer map. ``with RingBuffer(map) as rb: rb.read(dtype)``."""
 
     def __init__(self, ring: Map):
@@ -170,7 +171,7 @@ class RingBuffer:
     # --- lifetime -----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._epoll is None:
+        if getattr(self, "_epoll", None) is None:
             return
         self._epoll.close()
         self._epoll = None
@@ -179,12 +180,6 @@ class RingBuffer:
         self._producer.close()
         self._consumer.close()
         self.map.close()
-
-    def __enter__(self) -> RingBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def fd(self) -> int:

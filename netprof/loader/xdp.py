@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .program import BpfProgram
+from .resource import Closing
 from .syscall import BpfError
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _set(ipr, ifindex: int, fd: int, flags: int) -> None:
     ipr.link("set", index=ifindex, xdp={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]})
 
 
-class XdpLink:
+class XdpLink(Closing):
     """An XDP program on an interface; ``close()`` detaches it if it is still ours."""
 
     def __init__(self, record: XdpRecord):
@@ -98,18 +99,6 @@ class XdpLink:
             return
         record, self.record = self.record, None
         _detach(record)
-
-    def __enter__(self) -> XdpLink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
 
     def __repr__(self) -> str:
         return f"<XdpLink {self.description}>"

@@ -109,6 +109,18 @@ def _remove_probe_event(events_file: Path, name: str) -> None:
 
 # --- attach functions -------------------------------------------------------------------------
 
+def _perf_link(prog: BpfProgram, attr: perf.PerfEventAttr, what: str, description: str, pid: int = -1,
+               tracefs_event: tuple[Path, str] | None = None) -> PerfLink:
+    """Open the perf event (every process, or ``pid``) and run ``prog`` on each of its hits."""
+    fd = perf.perf_event_open(attr, pid, 0 if pid < 0 else -1, what)
+    try:
+        perf.attach_bpf(fd, prog.fd, what)
+    except BpfError:
+        os.close(fd)
+        raise
+    return PerfLink(fd, description, tracefs_event)
+
+
 def attach_tracepoint(prog: BpfProgram, tracepoint: str) -> PerfLink:
     """Attach a tracepoint program to ``category:name`` (e.g. ``net:netif_receive_skb``)."""
     category, _, name = tracepoint.partition(":")
@@ -116,14 +128,7 @@ def attach_tracepoint(prog: BpfProgram, tracepoint: str) -> PerfLink:
         raise ValueError(f"tracepoint {tracepoint!r} must be category:name, e.g. net:netif_receive_skb")
     attr = perf.PerfEventAttr(type=perf.PerfType.TRACEPOINT, config=tracepoint_id(category, name),
                               sample_period=1, wakeup_events=1)
-    what = f"attach tracepoint {tracepoint}"
-    fd = perf.perf_event_open(attr, -1, 0, what)
-    try:
-        perf.attach_bpf(fd, prog.fd, what)
-    except BpfError:
-        os.close(fd)
-        raise
-    return PerfLink(fd, f"tracepoint:{tracepoint}")
+    return _perf_link(prog, attr, f"attach tracepoint {tracepoint}", f"tracepoint:{tracepoint}")
 
 
 def attach_raw_tracepoint(prog: BpfProgram, name: str) -> FdLink:
@@ -161,39 +166,26 @@ def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = 
         if ret:
             attr.config |= 1 << perf.retprobe_bit("kprobe")
         try:
-            fd = perf.perf_event_open(attr, -1, 0, what)
+            return _perf_link(prog, attr, what, f"{kind}:{function}")
         except BpfError as err:
             if err.errno in (errno.ENOENT, errno.EINVAL):
                 raise BpfError(err.errno, f"{what}: {function} is not in kallsyms, or cannot be probed "
                                           "(inlined, notrace, or on the kprobe blacklist)") from None
             raise
-        try:
-            perf.attach_bpf(fd, prog.fd, what)
-        except BpfError:
-            os.close(fd)
-            raise
-        return PerfLink(fd, f"{kind}:{function}")
     probe = "r" if ret else "p"
     events_file, group, name = _add_probe_event("kprobe", f"{probe}:{{name}} {function}+{offset}")
     return _attach_tracefs_event(prog, events_file, group, name, f"{kind}:{function}", what)
 
 
 def _attach_tracefs_event(prog: BpfProgram, events_file: Path, group: str, name: str, description: str,
-                          what: str) -> PerfLink:
+                          what: str, pid: int = -1) -> PerfLink:
     try:
         attr = perf.PerfEventAttr(type=perf.PerfType.TRACEPOINT, config=tracepoint_id(group, name),
                                   sample_period=1, wakeup_events=1)
-        fd = perf.perf_event_open(attr, -1, 0, what)
+        return _perf_link(prog, attr, what, description, pid=pid, tracefs_event=(events_file, name))
     except BpfError:
         _remove_probe_event(events_file, name)
         raise
-    try:
-        perf.attach_bpf(fd, prog.fd, what)
-    except BpfError:
-        os.close(fd)
-        _remove_probe_event(events_file, name)
-        raise
-    return PerfLink(fd, description, (events_file, name))
 
 
 def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, pid: int = -1,
@@ -209,19 +201,13 @@ def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, p
     if pmu is None:
         probe = "r" if ret else "p"
         events_file, group, name = _add_probe_event("uprobe", f"{probe}:{{name}} {path}:{offset:#x}")
-        return _attach_tracefs_event(prog, events_file, group, name, description, what)
+        return _attach_tracefs_event(prog, events_file, group, name, description, what, pid)
     name = ctypes.create_string_buffer(os.fsencode(path))
     attr = perf.PerfEventAttr(type=pmu, sample_period=1, wakeup_events=1, config1=ctypes.addressof(name),
                               config2=offset)
     if ret:
         attr.config |= 1 << perf.retprobe_bit("uprobe")
-    fd = perf.perf_event_open(attr, pid if pid >= 0 else -1, 0 if pid < 0 else -1, what)
-    try:
-        perf.attach_bpf(fd, prog.fd, what)
-    except BpfError:
-        os.close(fd)
-        raise
-    return PerfLink(fd, description)
+    return _perf_link(prog, attr, what, description, pid=pid)
 
 
 def attach_tracing(prog: BpfProgram) -> FdLink:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -117,6 +118,116 @@ def cmd_detach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
+
+
+def _probe_names(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """-k/-u values plus bpftrace-style names given as extra arguments."""
+    kernel, user, tracepoints = _split(args.kernel), list(args.user or ()), []
+    for name in args.probes or ():
+        kind, _, rest = name.partition(":")
+        if kind in ("kprobe", "kretprobe", "fentry", "fexit", "k", "kr", "f", "fr") and rest:
+            kernel.append(rest)
+        elif kind in ("uprobe", "uretprobe", "u", "ur") and rest:
+            user.append(rest)
+        elif kind in ("tracepoint", "t") and rest.count(":") == 1:
+            tracepoints.append(rest)
+        else:
+            raise UsageError(f"cannot read probe {name!r}: use kprobe:FUNC, uprobe:PATH:SYMBOL or "
+                             "tracepoint:CATEGORY:NAME")
+    # Entry and return probes of one function make one span: name each function once.
+    return list(dict.fromkeys(kernel)), list(dict.fromkeys(user)), list(dict.fromkeys(tracepoints))
+
+
+def _config(path: str) -> dict:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+    except OSError as err:
+        raise UsageError(f"cannot read config {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"config {path} is not valid TOML: {err}") from None
+    known = {"kernel", "user", "net", "xdp", "throughput", "memory", "pid", "duration", "output", "snaplen",
+             "tracepoints", "memory_interval", "xdp_mode"}
+    unknown = set(config) - known
+    if unknown:
+        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+    return config
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    import signal
+
+    from .loader.syscall import BpfError
+    from .session import Session, SessionError
+
+    config = _config(args.config) if args.config else {}
+    kernel, user, tracepoints = _probe_names(args)
+    as_list = lambda v: [v] if isinstance(v, str) else list(v or ())  # noqa: E731
+    kernel += [k for k in as_list(config.get("kernel")) if k not in kernel]
+    user += [u for u in as_list(config.get("user")) if u not in user]
+    tracepoints += as_list(config.get("tracepoints"))
+    xdp = _split(args.xdp) + as_list(config.get("xdp"))
+    duration = args.duration if args.duration is not None else config.get("duration")
+    if duration is not None and duration <= 0:
+        raise UsageError(f"duration must be positive, not {duration}")
+    pid = args.pid if args.pid is not None else config.get("pid")
+    if pid is not None and not os.path.exists(f"/proc/{pid}"):
+        raise UsageError(f"no process {pid}")
+    output = args.output or config.get("output", "netprof.trace")
+    try:
+        session = Session(kernel=kernel, user=user, net=args.net or config.get("net", False), tracepoints=tracepoints,
+                          xdp=xdp, throughput=args.throughput or config.get("throughput", False),
+                          memory=args.memory or config.get("memory", False), pid=pid, output=output,
+                          snaplen=args.snaplen or config.get("snaplen", 64),
+                          memory_interval=(args.memory_interval or config.get("memory_interval", 10)) / 1000,
+                          xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"), status=args.verbose > 0)
+    except SessionError as err:
+        raise UsageError(str(err)) from None
+    if args.verbose > 1:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="netprof: %(message)s")
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: session.stop())
+    try:
+        try:
+            with session:
+                what = ", ".join(f"{p.mechanism}:{p.name}" for p in session.probes[:6])
+                more = f" and {len(session.probes) - 6} more" if len(session.probes) > 6 else ""
+                print(f"Tracing {what or 'throughput/memory'}{more}"
+                      + (f" for {duration:g} s" if duration else "") + ". Hit Ctrl-C to end.", file=sys.stderr)
+                session.run(duration)
+        except (SessionError, BpfError, OSError) as err:
+            raise UsageError(str(err)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary = session.summary
+    lost = f", LOST {summary.lost_total:,} events ({', '.join(f'{k}: {v:,}' for k, v in summary.lost.items())})" \
+        if summary.lost_total else ", none lost"
+    print(f"{summary.events:,} events, {summary.packets:,} packets in {summary.seconds:.1f} s{lost}; "
+          f"wrote {summary.output} ({summary.bytes_written / 2**20:.1f} MiB). Read it with: netprof report "
+          f"{summary.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import format_report, load
+    from .tracefile import TraceError
+
+    try:
+        trace = load(args.trace)
+    except TraceError as err:
+        raise UsageError(str(err)) from None
+    print(format_report(trace))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netprof",
@@ -139,6 +250,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="bytecode file, or - for stdin")
     p.add_argument("--labels", action="store_true", help="name jump targets instead of printing offsets")
     p.set_defaults(func=cmd_disasm)
+
+    p = sub.add_parser("attach", help="capture spans, packets, throughput and memory into a trace file",
+                       epilog="examples:\n  netprof attach --net -d 5\n  netprof attach -k ip_rcv,tcp_v4_rcv -x eth0 -t -m"
+                              " -o run.trace\n  netprof attach -u /usr/bin/curl:main -p 1234 -v\n"
+                              "  netprof attach uprobe:/bin/bash:readline tracepoint:net:net_dev_queue",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("probes", nargs="*", metavar="PROBE",
+                   help="bpftrace-style names: kprobe:FUNC, uprobe:PATH:SYMBOL, tracepoint:CATEGORY:NAME")
+    p.add_argument("-k", "--kernel", action="append", metavar="FUNC[,FUNC]", help="kernel functions to time")
+    p.add_argument("-u", "--user", action="append", metavar="PATH:SYMBOL", help="user function to time (repeatable)")
+    p.add_argument("--net", action="store_true", help="the network stack's entry/exit tracepoints as spans")
+    p.add_argument("-x", "--xdp", action="append", metavar="IFACE", help="record every packet XDP sees on IFACE")
+    p.add_argument("--xdp-mode", choices=["auto", "native", "generic"], help="XDP mode (default: auto)")
+    p.add_argument("--snaplen", type=int, help="packet bytes kept per XDP record (multiple of 8, default 64)")
+    p.add_argument("-t", "--throughput", action="store_true", help="packets and bytes per interface over time")
+    p.add_argument("-m", "--memory", action="store_true", help="memory in use over time (system and processes)")
+    p.add_argument("--memory-interval", type=float, metavar="MS", help="memory sampling interval (default 10 ms)")
+    p.add_argument("-p", "--pid", type=int, help="only this process")
+    p.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    p.add_argument("-o", "--output", metavar="FILE", help="trace file to write (default netprof.trace)")
+    p.add_argument("-c", "--config", metavar="FILE", help="a TOML profile with the same settings")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: live status line; -vv: probe details")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("report", help="summarise a trace: spans per probe, CPUs, loss, packets, throughput")
+    p.add_argument("trace", help="trace file written by netprof attach")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("features", help="what this kernel supports: attach mechanisms, program and map types")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -10,6 +10,8 @@ import ctypes
 import errno
 import itertools
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import perf, syscall
@@ -83,6 +85,29 @@ def tracepoint_id(category: str, name: str) -> int:
                                      f"list them with: ls {tracefs()}/events/{category})") from None
 
 
+@dataclass(frozen=True)
+class TracepointField:
+    offset: int
+    size: int
+    signed: bool
+
+
+def tracepoint_format(category: str, name: str) -> dict[str, TracepointField]:
+    """The fields of a tracepoint's record (its tracefs ``format`` file), by name."""
+    path = tracefs() / "events" / category / name / "format"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BpfError(errno.ENOENT, f"no tracepoint {category}:{name} (no {path})") from None
+    fields = {}
+    for match in _FORMAT_FIELD.finditer(text):
+        declaration, offset, size, signed = match.groups()
+        field_name = declaration.split()[-1].split("[")[0].lstrip("*")
+        fields[field_name] = TracepointField(int(offset), int(size), signed == "1")
+    return fields
+
+
+_FORMAT_FIELD = re.compile(r"field:([^;]+);\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d+);")
 _probe_counter = itertools.count()
 
 

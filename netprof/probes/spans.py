@@ -1,0 +1,96 @@
+"""Span probes: one small program per function entry or exit (kprobe/uprobe, fentry/fexit, or a
+tracepoint) that writes a SPAN_EVENT to the "events" ring buffer without waking the reader, and
+counts in the per-CPU "lost" array what the ring had no room for.
+
+The program is the same for every source; only where it reads the argument differs:
+``Arg(offset, size)`` into the program's context (pt_regs for kprobes and uprobes, the u64
+argument array for fentry/fexit, the tracepoint's record for tracepoints).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..asm import (
+    FP, R0, R1, R2, R3, R4, R6, U8, U16, U32, U64, Add, Call, Helper, JEq, JNe, Label, Load, LoadMapPtr, Mov,
+    Program, Return, Rsh, Store,
+)
+from ..asm.isa import MemType
+from .records import SPAN_EVENT
+
+BPF_RB_NO_WAKEUP = 1
+MAX_PROBES = 4096  # size of the "lost" array: probe ids index it
+
+# struct pt_regs (arch/x86/include/uapi/asm/ptrace.h, arch/arm64/include/uapi/asm/ptrace.h):
+# where the first argument and the return value are, at function entry and return.
+PT_REGS = {"x86_64": {"arg0": 112, "ret": 80}, "aarch64": {"arg0": 0, "ret": 0}}
+
+_RECORD = SPAN_EVENT.sizeof()
+_SIZES = {1: U8, 2: U16, 4: U32, 8: U64}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """Where the probe reads the value it records: ``size`` bytes at ``offset`` in its context."""
+
+    offset: int
+    size: int = 8
+
+    @property
+    def type(self) -> MemType:
+        return _SIZES[self.size]
+
+
+def pt_regs(what: str) -> Arg:
+    """The first argument ("arg0") or the return value ("ret") in this machine's pt_regs."""
+    machine = os.uname().machine
+    if machine not in PT_REGS:
+        from ..loader.btf import vmlinux
+
+        member = {"arg0": "di", "ret": "ax"}[what]
+        return Arg(vmlinux().member_offset("struct pt_regs", member))
+    return Arg(PT_REGS[machine][what])
+
+
+def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None = None) -> Program:
+    """The program for one end (``kind`` ENTRY or EXIT) of probe ``probe``.
+
+    ``pid``: record only this process (kernel functions and tracepoints; uprobes are filtered
+    by the kernel when attached for one pid).
+    """
+    if not 0 <= probe < MAX_PROBES:
+        raise ValueError(f"probe id {probe} is out of range (at most {MAX_PROBES} probes)")
+    rec = -_RECORD  # the record is built on the stack at fp-32
+    return Program(
+        Mov(R6, R1),
+        Call(Helper.get_current_pid_tgid),
+        Store(FP, rec + 20, R0, U32),                      # tid: low half
+        Rsh(R0, 32),
+        [JNe(R0, pid, "out")] if pid is not None else [],
+        Store(FP, rec + 16, R0, U32),                      # pid: high half
+        [Load(R1, R6, arg.offset, arg.type), Store(FP, rec + 8, R1, U64)] if arg else
+        [Store(FP, rec + 8, 0, U64)],
+        Call(Helper.get_smp_processor_id),
+        Store(FP, rec + 26, R0, U16),
+        Store(FP, rec + 24, probe, U16),
+        Store(FP, rec + 28, kind, U32),                    # kind and 3 bytes of padding
+        Call(Helper.ktime_get_ns),                         # last: the closest to the event
+        Store(FP, rec, R0, U64),
+        LoadMapPtr(R1, "events"), Mov(R2, FP), Add(R2, rec), Mov(R3, _RECORD), Mov(R4, BPF_RB_NO_WAKEUP),
+        Call(Helper.ringbuf_output),
+        JEq(R0, 0, "out"),
+        count_lost(probe),
+        Label("out"),
+        Return(0),
+    )
+
+
+def count_lost(probe: int) -> list:
+    """lost[probe] += 1 in the per-CPU "lost" array (no atomic needed: this CPU's slot)."""
+    return [
+        Store(FP, -4 - _RECORD, probe, U32), LoadMapPtr(R1, "lost"), Mov(R2, FP), Add(R2, -4 - _RECORD),
+        Call(Helper.map_lookup_elem), JEq(R0, 0, "lost_done"),
+        Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
+        Label("lost_done"),
+    ]

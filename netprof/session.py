@@ -1,0 +1,445 @@
+"""A capture session: load the probes, attach them, drain the ring buffers in bulk into the trace
+file, stop on duration, Ctrl-C or SIGTERM, detach everything, report what was captured and lost.
+
+    with Session(kernel=["ip_rcv"], user=["/usr/bin/curl:main"], net=True, output="x.trace") as s:
+        s.run(duration=10)
+    print(s.summary)
+
+Everything a user can get wrong is checked before anything is attached (SessionError, one line);
+whatever fails later detaches what was attached so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .loader import attach, elf
+from .loader.maps import Map
+from .loader.program import load
+from .loader.ringbuf import RingBuffer
+from .loader.syscall import AttachType, BpfError, MapType, ProgType
+from .probes import packets, spans
+from .probes.records import ENTRY, EXIT, MEMORY_DTYPE, RX, SPAN_DTYPE, THROUGHPUT_DTYPE, TX, dtype_of, xdp_packet
+from .tracefile import Kind, TraceWriter, new_header
+
+log = logging.getLogger(__name__)
+
+# The network stack's own entry/exit tracepoints: kernel spans on kernels without kprobes.
+NET_SPANS = [
+    ("netif_receive_skb", "net:netif_receive_skb_entry", "net:netif_receive_skb_exit"),
+    ("napi_gro_receive", "net:napi_gro_receive_entry", "net:napi_gro_receive_exit"),
+    ("netif_rx", "net:netif_rx_entry", "net:netif_rx_exit"),
+    ("dev_xmit", "net:net_dev_start_xmit", "net:net_dev_xmit"),
+]
+NET_EVENTS = [("napi_poll", "napi:napi_poll", "work")]  # no entry tracepoint: an instant event
+
+SPAN_RING = 1 << 26
+PACKET_RING = 1 << 25
+POLL_SECONDS = 0.01
+THROUGHPUT_FLUSH_SECONDS = 0.1
+
+
+class SessionError(Exception):
+    """Bad input or an impossible request: one line, what was wrong and what to do."""
+
+
+@dataclass
+class Probe:
+    """One row of the trace's probe table."""
+
+    id: int
+    name: str
+    kind: str          # "kernel", "user", "net" (tracepoint pair), "event" (one tracepoint), "xdp"
+    mechanism: str     # "fentry", "kprobe", "uprobe", "tracepoint", "xdp"
+    target: str = ""
+    cost_us: float | None = None  # uprobes: the expected cost of a hit at this site
+
+    def row(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Summary:
+    seconds: float = 0.0
+    events: int = 0
+    packets: int = 0
+    lost: dict[str, int] = field(default_factory=dict)
+    bytes_written: int = 0
+    output: str = ""
+
+    @property
+    def lost_total(self) -> int:
+        return sum(self.lost.values())
+
+
+class Session:
+    def __init__(self, kernel: list[str] = (), user: list[str] = (), net: bool = False,
+                 tracepoints: list[str] = (), xdp: list[str] = (), throughput: bool = False,
+                 memory: bool = False, pid: int | None = None, output: str | os.PathLike = "netprof.trace",
+                 snaplen: int = 64, memory_interval: float = 0.01, bin_ms: float = 10.0,
+                 xdp_mode: str = "auto", status: bool = False):
+        self.kernel, self.user, self.net, self.tracepoints = list(kernel), list(user), net, list(tracepoints)
+        self.xdp, self.throughput, self.memory, self.pid = list(xdp), throughput, memory, pid
+        self.output, self.snaplen, self.memory_interval = Path(output), snaplen, memory_interval
+        self.bin_ns, self.xdp_mode, self.status = int(bin_ms * 1e6), xdp_mode, status
+        if not (self.kernel or self.user or self.net or self.tracepoints or self.xdp or throughput or memory):
+            raise SessionError("nothing to capture: name kernel functions (-k), user functions (-u), --net, "
+                               "an interface (-x), --throughput or --memory")
+        if snaplen <= 0 or snaplen % 8 or snaplen > 1024:
+            raise SessionError(f"snap length {snaplen} must be a multiple of 8 between 8 and 1024")
+        self.probes: list[Probe] = []
+        self.summary = Summary(output=str(self.output))
+        self._stop = threading.Event()
+        self._stack = contextlib.ExitStack()   # maps, ring buffers, the trace file
+        self._links = contextlib.ExitStack()   # programs and attachments: closed first
+        self._pending_loss = 0
+        self._writer: TraceWriter | None = None
+        self._plan: list = []
+        self._lost_seen: dict[int, int] = {}
+        self._pids_seen: set[int] = set()
+        self._user_probe_ids: np.ndarray = np.empty(0, np.uint16)
+
+    # --- planning: everything checked before anything is attached ---------------------------------
+
+    def _add(self, name: str, kind: str, mechanism: str, target: str = "", cost: float | None = None) -> Probe:
+        probe = Probe(len(self.probes), name, kind, mechanism, target, cost)
+        self.probes.append(probe)
+        return probe
+
+    def _plan_kernel(self) -> None:
+        if not self.kernel:
+            return
+        from .loader.features import features
+
+        found = features()
+        for function in self.kernel:
+            if found.has("fentry"):
+                from .loader.btf import BtfError, vmlinux
+
+                try:
+                    fn = vmlinux().function(function)
+                except BtfError as err:
+                    raise SessionError(str(err)) from None
+                probe = self._add(function, "kernel", "fentry", function)
+                self._plan.append(("fentry", probe, fn))
+            elif found.has("kprobe"):
+                if not _in_kallsyms(function):
+                    raise SessionError(f"kernel function {function!r} is not in /proc/kallsyms (misspelt, inlined "
+                                       "or in a module that is not loaded)")
+                probe = self._add(function, "kernel", "kprobe", function)
+                self._plan.append(("kprobe", probe, function))
+            else:
+                raise SessionError(f"cannot probe kernel function {function!r}: this kernel has no kprobes and "
+                                   f"refuses fentry ({found.attach.get('fentry', 'no')}); use --net tracepoints, "
+                                   "or run netprof in the vm/ guest")
+
+    def _plan_user(self) -> None:
+        for spec in self.user:
+            try:
+                target = elf.resolve_target(spec)
+            except elf.ElfError as err:
+                raise SessionError(str(err)) from None
+            cost = elf.site_cost(target)
+            name = f"{Path(target.path).name}:{target.symbol}"
+            probe = self._add(name, "user", "uprobe", str(target), cost.approx_us if cost else None)
+            if cost is not None and not cost.emulated:
+                log.info("%s: %s costs about %.0f µs a hit (single-stepped)%s", name, cost.description,
+                         cost.approx_us, "" if not elf.cheaper_site(target) else
+                         f"; {elf.cheaper_site(target)} would cost about 1 µs")
+            self._plan.append(("uprobe", probe, target))
+
+    def _plan_net(self) -> None:
+        pairs = NET_SPANS if self.net else []
+        for name, entry, exit_ in pairs:
+            try:
+                formats = (attach.tracepoint_format(*entry.split(":")), attach.tracepoint_format(*exit_.split(":")))
+            except BpfError:
+                log.warning("tracepoints %s/%s missing on this kernel: no %s spans", entry, exit_, name)
+                continue
+            probe = self._add(name, "net", "tracepoint", f"{entry} -> {exit_}")
+            self._plan.append(("net", probe, (entry, exit_, formats)))
+        events = [(name, tp, arg) for name, tp, arg in NET_EVENTS] if self.net else []
+        events += [(tp.split(":", 1)[1], tp, None) for tp in self.tracepoints]
+        for name, tp, arg in events:
+            category, _, event = tp.partition(":")
+            try:
+                fmt = attach.tracepoint_format(category, event)
+            except BpfError as err:
+                raise SessionError(str(err)) from None
+            probe = self._add(name, "event", "tracepoint", tp)
+            self._plan.append(("event", probe, (tp, fmt.get(arg) if arg else None)))
+
+    def _plan_xdp(self) -> None:
+        for ifname in self.xdp:
+            try:
+                socket.if_nametoindex(ifname)
+            except OSError:
+                raise SessionError(f"no network interface {ifname!r} here (see: ip link)") from None
+            probe = self._add(f"xdp:{ifname}", "xdp", "xdp", ifname)
+            self._plan.append(("xdp", probe, ifname))
+
+    # --- setup ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Session:
+        if os.geteuid() != 0:
+            raise SessionError("netprof attach needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it "
+                               "with sudo")
+        self._plan_kernel()
+        self._plan_user()
+        self._plan_net()
+        self._plan_xdp()
+        try:
+            self._setup()
+        except BaseException:
+            self._links.close()
+            self._stack.close()
+            raise
+        return self
+
+    def _setup(self) -> None:
+        enter = self._stack.enter_context
+        self.lost = enter(Map.create(MapType.PERCPU_ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
+                                     max_entries=spans.MAX_PROBES, name="netprof_lost"))
+        self.events = enter(RingBuffer.create(SPAN_RING, "netprof_events"))
+        self.packets = enter(RingBuffer.create(PACKET_RING, "netprof_packets")) if self.xdp else None
+        self.counts = enter(Map.create(MapType.PERCPU_HASH, key_size=packets.THROUGHPUT_KEY,
+                                       value_size=packets.THROUGHPUT_VALUE, max_entries=1 << 16,
+                                       name="netprof_counts")) if self.throughput else None
+        maps = {"events": self.events.map, "lost": self.lost}
+        for mechanism, probe, what in self._plan:
+            getattr(self, f"_attach_{mechanism}")(probe, what, maps)
+        if self.throughput:
+            self._attach_throughput()
+        self._user_probe_ids = np.array([p.id for p in self.probes if p.kind == "user"], np.uint16)
+        self._writer = TraceWriter(self.output, new_header(
+            [p.row() for p in self.probes], self.snaplen, bin_ns=self.bin_ns, pid=self.pid,
+            command=" ".join(sys.argv)))
+        self._stack.callback(self._writer.close)
+
+    def _prog(self, program, prog_type: ProgType, name: str, maps: dict, **kwargs):
+        return self._links.enter_context(load(program, prog_type, name=name, maps=maps, **kwargs))
+
+    def _link(self, link) -> None:
+        self._links.enter_context(link)
+
+    def _attach_fentry(self, probe: Probe, fn, maps: dict) -> None:
+        nargs = fn.nargs
+        ends = [(AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None),
+                (AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs))]
+        for attach_type, kind, arg in ends:
+            prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACING,
+                              f"np_{probe.name}", maps, expected_attach_type=attach_type, attach_btf_id=fn.id)
+            self._link(attach.attach_tracing(prog))
+
+    def _attach_kprobe(self, probe: Probe, function: str, maps: dict) -> None:
+        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
+            prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.KPROBE,
+                              f"np_{probe.name}", maps)
+            self._link(attach.attach_kprobe(prog, function, ret=ret))
+
+    def _attach_uprobe(self, probe: Probe, target: elf.UprobeTarget, maps: dict) -> None:
+        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
+            prog = self._prog(spans.span_program(probe.id, kind, arg), ProgType.KPROBE, f"np_{probe.name}", maps)
+            self._link(attach.attach_uprobe(prog, target.path, target.offset, ret=ret,
+                                            pid=self.pid if self.pid is not None else -1,
+                                            description=f"{'uretprobe' if ret else 'uprobe'}:{target}"))
+
+    def _attach_net(self, probe: Probe, what, maps: dict) -> None:
+        entry, exit_, (entry_fmt, exit_fmt) = what
+        for kind, tracepoint, fmt, field_names in ((ENTRY, entry, entry_fmt, ("len",)),
+                                                   (EXIT, exit_, exit_fmt, ("ret", "rc", "len"))):
+            field_ = next((fmt[n] for n in field_names if n in fmt), None)
+            arg = spans.Arg(field_.offset, field_.size) if field_ and field_.size in (1, 2, 4, 8) else None
+            prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACEPOINT,
+                              f"np_{probe.name}", maps)
+            self._link(attach.attach_tracepoint(prog, tracepoint))
+
+    def _attach_event(self, probe: Probe, what, maps: dict) -> None:
+        tracepoint, field_ = what
+        arg = spans.Arg(field_.offset, field_.size) if field_ and field_.size in (1, 2, 4, 8) else None
+        prog = self._prog(spans.span_program(probe.id, ENTRY, arg, self.pid), ProgType.TRACEPOINT,
+                          f"np_{probe.name}", maps)
+        self._link(attach.attach_tracepoint(prog, tracepoint))
+
+    def _attach_xdp(self, probe: Probe, ifname: str, maps: dict) -> None:
+        from .loader.xdp import attach_xdp
+
+        prog = self._prog(packets.xdp_program(probe.id, self.snaplen), ProgType.XDP, "np_xdp",
+                          {"packets": self.packets.map, "lost": self.lost})
+        try:
+            self._link(attach_xdp(prog, ifname, mode=self.xdp_mode))
+        except BpfError as err:
+            raise SessionError(str(err)) from None
+
+    def _attach_throughput(self) -> None:
+        from .loader.btf import vmlinux
+
+        btf = vmlinux()
+        dev = btf.member_offset("struct sk_buff", "dev")
+        ifindex = btf.member_offset("struct net_device", "ifindex")
+        for direction, tracepoint in ((RX, "net:netif_receive_skb"), (TX, "net:net_dev_xmit")):
+            fmt = attach.tracepoint_format(*tracepoint.split(":"))
+            program = packets.throughput_program(direction, (fmt["len"].offset, fmt["len"].size),
+                                                 fmt["skbaddr"].offset, dev, ifindex, self.bin_ns)
+            prog = self._prog(program, ProgType.TRACEPOINT, "np_throughput", {"counts": self.counts})
+            self._link(attach.attach_tracepoint(prog, tracepoint))
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask run() to finish (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self, duration: float | None = None) -> Summary:
+        start = time.monotonic()
+        next_memory = next_flush = next_status = start
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if duration is not None and now - start >= duration:
+                break
+            self.events.wait(POLL_SECONDS)
+            self._drain()
+            now = time.monotonic()
+            if self.memory and now >= next_memory:
+                self._sample_memory()
+                next_memory = now + self.memory_interval
+            if now >= next_flush:
+                self._flush_throughput(final=False)
+                self._check_loss()
+                next_flush = now + THROUGHPUT_FLUSH_SECONDS
+            if self.status and now >= next_status:
+                self._show_status(now - start)
+                next_status = now + 0.5
+        self.summary.seconds = time.monotonic() - start
+        return self.summary
+
+    def _drain(self) -> None:
+        records = self.events.read(SPAN_DTYPE)
+        if records.size or self._pending_loss:
+            self._writer.write(Kind.SPANS, records, lost=self._pending_loss)
+            self._pending_loss = 0
+            self.summary.events += int(records.size)
+            if self.memory and self._user_probe_ids.size:
+                mine = records["pid"][np.isin(records["probe"], self._user_probe_ids)]
+                self._pids_seen.update(np.unique(mine).tolist())
+        if self.packets is not None:
+            batch = self.packets.read(dtype_of(xdp_packet(self.snaplen)))
+            if batch.size:
+                self._writer.write(Kind.XDP, batch)
+                self.summary.packets += int(batch.size)
+
+    def _lost_by_probe(self) -> dict[int, int]:
+        out = {}
+        for probe in self.probes:
+            total = sum(self.lost[probe.id])
+            if total:
+                out[probe.id] = total
+        return out
+
+    def _check_loss(self) -> None:
+        """Read the per-probe loss counters; the news goes into the next chunk and a LOSS chunk."""
+        lost = self._lost_by_probe()
+        if lost == self._lost_seen:
+            return
+        self._pending_loss += sum(lost.values()) - sum(self._lost_seen.values())
+        self._lost_seen = lost
+        self._writer.write_json(Kind.LOSS, {self.probes[i].name: n for i, n in lost.items()})
+
+    def _sample_memory(self) -> None:
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        samples = [(now, 0, _system_memory_used())]
+        pids = set(self._pids_seen) | ({self.pid} if self.pid else set())
+        for pid in sorted(pids):
+            rss = _rss(pid)
+            if rss is not None:
+                samples.append((now, pid, rss))
+        records = np.zeros(len(samples), MEMORY_DTYPE)
+        for i, (ts, pid, used) in enumerate(samples):
+            records[i] = (ts, pid, used)
+        self._writer.write(Kind.MEMORY, records)
+
+    def _flush_throughput(self, final: bool) -> None:
+        if self.counts is None:
+            return
+        current = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // self.bin_ns
+        rows, done = [], []
+        for key, values, n in self.counts.batches():
+            for i in range(n):
+                raw_key = key[i * 16:(i + 1) * 16]
+                bin_, ifindex, direction = np.frombuffer(raw_key, dtype="<u8,<u4,<u4")[0]
+                if not final and bin_ >= current - 1:
+                    continue  # still filling
+                per_cpu = np.frombuffer(values, dtype="<u8").reshape(n, -1)[i].reshape(-1, 2)
+                rows.append((int(bin_) * self.bin_ns, int(ifindex), int(direction), int(per_cpu[:, 0].sum()),
+                             int(per_cpu[:, 1].sum())))
+                done.append(raw_key)
+        for raw_key in done:
+            with contextlib.suppress(KeyError):
+                del self.counts[raw_key]
+        if rows:
+            self._writer.write(Kind.THROUGHPUT, np.array(sorted(rows), dtype=THROUGHPUT_DTYPE))
+
+    def _show_status(self, elapsed: float) -> None:
+        rate = self.summary.events / elapsed if elapsed > 0 else 0
+        lost = sum(self._lost_seen.values())
+        print(f"\r{elapsed:7.1f} s  {self.summary.events:>11,} events  {rate:>11,.0f}/s  "
+              f"{self.summary.packets:>9,} packets  lost {lost:,}   ", end="", file=sys.stderr, flush=True)
+
+    # --- teardown ---------------------------------------------------------------------------------
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._links.close()  # detach first: nothing arrives after the last drain
+            if self._writer is not None and self._writer.fd >= 0:
+                self._finish()
+        finally:
+            self._stack.close()
+            if self.status:
+                print(file=sys.stderr)
+
+    def _finish(self) -> None:
+        self._drain()
+        self._flush_throughput(final=True)
+        self._check_loss()
+        self._drain()  # carries the last loss count
+        self.summary.lost = {self.probes[i].name: n for i, n in self._lost_seen.items()}
+        self._writer.write_json(Kind.END, {"seconds": self.summary.seconds, "events": self.summary.events,
+                                           "packets": self.summary.packets, "lost": self.summary.lost})
+        self.summary.bytes_written = self._writer.bytes
+
+
+def _in_kallsyms(function: str) -> bool:
+    try:
+        with open("/proc/kallsyms") as f:
+            return any(line.split()[2] == function for line in f if function in line)
+    except OSError:
+        return True  # cannot tell: let the attach say
+
+
+def _system_memory_used() -> int:
+    fields = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            name, value = line.split(":", 1)
+            fields[name] = int(value.split()[0]) * 1024
+    return fields["MemTotal"] - fields.get("MemAvailable", fields.get("MemFree", 0))
+
+
+def _rss(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return None

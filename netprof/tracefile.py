@@ -1,0 +1,204 @@
+"""The trace file: append-only chunks, readable after a crash. The only contract between capture
+and analysis.
+
+    file   = b"NETPROF\\x01" chunk*
+    chunk  = header (32 bytes) payload
+    header = magic b"NPCK", kind u16, reserved u16, count u32, lost u32, crc32 u32, reserved u32,
+             payload length u64   (little-endian)
+
+The first chunk is HEADER (JSON: host, kernel, clock offsets, probe table, record layouts).
+Data chunks hold records exactly as the probes wrote them; ``lost`` counts the events of that
+kind the kernel could not deliver since the previous chunk. LOSS (JSON, per probe, cumulative)
+and END (JSON summary) close a capture. A file cut short loads every complete chunk; a chunk
+whose checksum fails is skipped and reported. Reading never executes anything from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .probes.records import MEMORY_DTYPE, SPAN_DTYPE, THROUGHPUT_DTYPE, dtype_of, xdp_packet
+
+MAGIC = b"NETPROF\x01"
+CHUNK_MAGIC = b"NPCK"
+CHUNK = struct.Struct("<4sHHIIIIQ")
+VERSION = 1
+
+
+class Kind(IntEnum):
+    HEADER = 1
+    SPANS = 2
+    XDP = 3
+    THROUGHPUT = 4
+    MEMORY = 5
+    LOSS = 6
+    END = 7
+
+
+JSON_KINDS = {Kind.HEADER, Kind.LOSS, Kind.END}
+
+
+def clock_offsets() -> dict[str, int]:
+    """Nanoseconds to add to a CLOCK_MONOTONIC timestamp (bpf_ktime_get_ns) for the wall clock
+    and for CLOCK_BOOTTIME, read between two monotonic reads to bound the error."""
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    realtime = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    boottime = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    middle = (before + after) // 2
+    return {"realtime": realtime - middle, "boottime": boottime - middle, "error_ns": after - before}
+
+
+class TraceWriter:
+    """Writes chunks to a new trace file (mode 0600, owned by the sudo caller where there is one)."""
+
+    def __init__(self, path: str | os.PathLike, header: dict[str, Any]):
+        self.path = Path(path)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.fchmod(self.fd, 0o600)
+        _give_to_sudo_caller(self.fd)
+        self.bytes = 0
+        os.write(self.fd, MAGIC)
+        self.write_json(Kind.HEADER, {"version": VERSION, **header})
+
+    def write(self, kind: Kind, records: np.ndarray | bytes, count: int | None = None, lost: int = 0) -> None:
+        if isinstance(records, np.ndarray):
+            count = len(records) if count is None else count
+            payload = memoryview(np.ascontiguousarray(records).view(np.uint8))  # bytes, not records
+        else:
+            payload, count = records, count or 0
+        header = CHUNK.pack(CHUNK_MAGIC, kind, 0, count, min(lost, 0xFFFF_FFFF), zlib.crc32(payload), 0,
+                            len(payload))
+        self.bytes += os.writev(self.fd, [header, payload])
+
+    def write_json(self, kind: Kind, value: dict[str, Any]) -> None:
+        self.write(kind, json.dumps(value, sort_keys=True).encode(), count=1)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _give_to_sudo_caller(fd: int) -> None:
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() == 0 and uid and gid and uid.isdigit() and gid.isdigit():
+        try:
+            os.fchown(fd, int(uid), int(gid))
+        except OSError:
+            pass
+
+
+def new_header(probes: list[dict[str, Any]], snaplen: int, **extra: Any) -> dict[str, Any]:
+    uname = os.uname()
+    return {
+        "host": socket.gethostname(), "kernel": uname.release, "machine": uname.machine,
+        "created": time.time(), "clock": clock_offsets(), "probes": probes, "snaplen": snaplen,
+        "layouts": {kind.name: dtype.descr for kind, dtype in _layouts(snaplen).items()}, **extra,
+    }
+
+
+def _layouts(snaplen: int) -> dict[Kind, np.dtype]:
+    return {Kind.SPANS: SPAN_DTYPE, Kind.XDP: dtype_of(xdp_packet(snaplen)), Kind.THROUGHPUT: THROUGHPUT_DTYPE,
+            Kind.MEMORY: MEMORY_DTYPE}
+
+
+class TraceError(ValueError):
+    """A file that is not a netprof trace at all."""
+
+
+@dataclass
+class RawTrace:
+    """What a trace file holds, each record kind as one numpy array."""
+
+    path: Path
+    header: dict[str, Any]
+    records: dict[Kind, np.ndarray]
+    lost_by_kind: dict[Kind, int]
+    loss: dict[str, int] = field(default_factory=dict)  # probe name -> events lost
+    end: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)   # truncation, corruption: what was skipped
+
+
+def read(path: str | os.PathLike) -> RawTrace:
+    """Every complete, intact chunk of the trace at ``path``; problems are listed, not raised."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise TraceError(f"cannot read {path}: {err.strerror}") from None
+    if not data.startswith(MAGIC):
+        what = "empty" if not data else "not a netprof trace (bad magic)"
+        raise TraceError(f"{path} is {what}")
+    header: dict[str, Any] | None = None
+    chunks: dict[Kind, list[bytes]] = {}
+    lost = {kind: 0 for kind in Kind}
+    loss: dict[str, int] = {}
+    end = None
+    problems: list[str] = []
+    offset = len(MAGIC)
+    while offset < len(data):
+        if len(data) - offset < CHUNK.size:
+            problems.append(f"file ends inside a chunk header at byte {offset} (capture cut short)")
+            break
+        magic, kind, _, count, chunk_lost, crc, _, length = CHUNK.unpack_from(data, offset)
+        if magic != CHUNK_MAGIC:
+            resync = data.find(CHUNK_MAGIC, offset + 1)
+            problems.append(f"garbage at byte {offset}: " + (f"skipped to byte {resync}" if resync > 0 else
+                                                              "nothing readable after it"))
+            if resync < 0:
+                break
+            offset = resync
+            continue
+        start, stop = offset + CHUNK.size, offset + CHUNK.size + length
+        if stop > len(data):
+            problems.append(f"last chunk is cut short ({len(data) - start} of {length} bytes): capture was "
+                            "interrupted; everything before it is loaded")
+            break
+        payload = data[start:stop]
+        offset = stop
+        if zlib.crc32(payload) != crc:
+            problems.append(f"chunk at byte {start - CHUNK.size} is corrupt (checksum mismatch): skipped")
+            continue
+        if kind not in Kind._value2member_map_:
+            problems.append(f"chunk of unknown kind {kind} at byte {start - CHUNK.size}: skipped")
+            continue
+        kind = Kind(kind)
+        lost[kind] += chunk_lost
+        if kind in JSON_KINDS:
+            try:
+                value = json.loads(payload)
+            except ValueError:
+                problems.append(f"{kind.name} chunk at byte {start - CHUNK.size} is not JSON: skipped")
+                continue
+            if kind == Kind.HEADER and header is None:
+                header = value
+            elif kind == Kind.LOSS:
+                loss = {str(k): int(v) for k, v in value.items()}
+            elif kind == Kind.END:
+                end = value
+            continue
+        chunks.setdefault(kind, []).append(payload)
+    if header is None:
+        raise TraceError(f"{path} has no readable header chunk")
+    layouts = _layouts(int(header.get("snaplen", 64)))
+    records = {}
+    for kind, dtype in layouts.items():
+        parts = chunks.get(kind, [])
+        blob = b"".join(parts)
+        usable = len(blob) - len(blob) % dtype.itemsize
+        if usable != len(blob):
+            problems.append(f"{kind.name} records are not a whole number of {dtype.itemsize}-byte records")
+        records[kind] = np.frombuffer(blob[:usable], dtype=dtype)
+    return RawTrace(path, header, records, lost, loss, end, problems)

@@ -1,0 +1,121 @@
+"""Trace file: round trip, truncation, corruption, bad files; and netprof report on them."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from netprof.probes.records import ENTRY, EXIT, MEMORY_DTYPE, SPAN_DTYPE
+from netprof.report import format_report, load
+from netprof.tracefile import Kind, TraceError, TraceWriter, new_header, read
+
+PROBES = [{"id": 0, "name": "work", "kind": "user", "mechanism": "uprobe"}]
+
+
+def spans_events(n, start=1000):
+    rows = []
+    for i in range(n):
+        rows += [(start + 10 * i, i, 1, 1, 0, 0, ENTRY), (start + 10 * i + 5, 0, 1, 1, 0, 0, EXIT)]
+    return np.array(rows, dtype=SPAN_DTYPE)
+
+
+def write_trace(path, chunks=3, per_chunk=100):
+    writer = TraceWriter(path, new_header(PROBES, 64))
+    for c in range(chunks):
+        writer.write(Kind.SPANS, spans_events(per_chunk, start=1000 + c * per_chunk * 10), lost=c)
+    writer.write(Kind.MEMORY, np.array([(1, 0, 123)], dtype=MEMORY_DTYPE))
+    writer.write_json(Kind.LOSS, {"work": 3})
+    writer.write_json(Kind.END, {"seconds": 1.5})
+    writer.close()
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "t.trace"
+    write_trace(path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    raw = read(path)
+    assert raw.problems == []
+    assert len(raw.records[Kind.SPANS]) == 600 and raw.lost_by_kind[Kind.SPANS] == 0 + 1 + 2
+    assert raw.loss == {"work": 3} and raw.end == {"seconds": 1.5}
+    assert raw.records[Kind.MEMORY]["bytes"][0] == 123
+    trace = load(path)
+    assert len(trace.spans) == 300 and set(trace.spans["duration"]) == {5}
+    text = format_report(trace)
+    assert "work" in text and "300" in text and "LOST: 3 events" in text
+
+
+def test_truncated_file_loads_every_complete_chunk(tmp_path):
+    path = tmp_path / "t.trace"
+    write_trace(path)
+    data = path.read_bytes()
+    first_data_chunk = data.index(b"NPCK", data.index(b"NPCK") + 1)
+    for cut in range(len(data) - 1, first_data_chunk, -97):
+        path.write_bytes(data[:cut])
+        raw = read(path)
+        assert len(raw.records[Kind.SPANS]) % 200 == 0  # whole chunks only
+    path.write_bytes(data[:first_data_chunk - 5])
+    with pytest.raises(TraceError, match="no readable header"):
+        read(path)
+    path.write_bytes(data[: len(data) // 2])
+    raw = read(path)
+    assert any("cut short" in p for p in raw.problems)
+    assert len(raw.records[Kind.SPANS]) == 200
+
+
+def test_corrupted_chunk_is_skipped_and_reported(tmp_path):
+    path = tmp_path / "t.trace"
+    write_trace(path)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    second_chunk = data.index(b"NPCK", data.index(b"NPCK", data.index(b"NPCK") + 1) + 1)
+    data[second_chunk + 100:second_chunk + 120] = rng.bytes(20)
+    path.write_bytes(bytes(data))
+    raw = read(path)
+    assert any("corrupt" in p for p in raw.problems)
+    assert len(raw.records[Kind.SPANS]) == 400
+
+
+def test_random_garbage_never_crashes(tmp_path):
+    path = tmp_path / "t.trace"
+    write_trace(path)
+    data = path.read_bytes()
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        broken = bytearray(data)
+        for _ in range(5):
+            i = int(rng.integers(0, len(broken)))
+            broken[i] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(broken))
+        try:
+            trace = load(path)
+            format_report(trace)
+        except TraceError:
+            pass
+
+
+@pytest.mark.parametrize("content,message", [(b"", "is empty"), (b"hello world", "not a netprof trace")])
+def test_not_a_trace(tmp_path, content, message):
+    path = tmp_path / "x"
+    path.write_bytes(content)
+    with pytest.raises(TraceError, match=message):
+        read(path)
+    result = subprocess.run([sys.executable, "-m", "netprof", "report", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and message in result.stderr
+
+
+def test_report_missing_file():
+    result = subprocess.run([sys.executable, "-m", "netprof", "report", "/nonexistent/t.trace"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_file_is_given_to_the_sudo_caller(tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.fail("needs root to change owners (CI runs as root)")
+    monkeypatch.setenv("SUDO_UID", "65534")
+    monkeypatch.setenv("SUDO_GID", "65534")
+    path = tmp_path / "t.trace"
+    write_trace(path)
+    assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)

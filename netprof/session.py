@@ -194,8 +194,7 @@ class Session:
 
     def __enter__(self) -> Session:
         if os.geteuid() != 0:
-            raise SessionError("netprof attach needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it "
-                               "with sudo")
+            raise SessionError("needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo")
         self._plan_kernel()
         self._plan_user()
         self._plan_net()

@@ -1,0 +1,209 @@
+"""``netprof attach`` end to end on the real kernel: what the test generates is what the trace holds;
+Ctrl-C and SIGKILL leave readable files; every bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from netprof.report import load
+
+pytestmark = pytest.mark.root
+
+
+class Capture:
+    """``netprof attach ARGS`` in the background, ready once it has printed its "Tracing" line."""
+
+    def __init__(self, *args: str, ready_timeout: float = 60):
+        self.proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + ready_timeout
+        self.lines = []
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stderr], [], [], 0.2)
+            if ready:
+                line = self.proc.stderr.readline()
+                self.lines.append(line)
+                if line.startswith("Tracing"):
+                    return
+            if self.proc.poll() is not None:
+                break
+        raise AssertionError(f"netprof attach did not start: {''.join(self.lines)}{self.proc.stderr.read()}")
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, "".join(self.lines) + err
+
+
+def probe_spans(trace, name: str) -> np.ndarray:
+    ids = [p["id"] for p in trace.probes if p["name"] == name]
+    assert ids, f"no probe {name} in {[p['name'] for p in trace.probes]}"
+    return trace.spans[trace.spans["probe"] == ids[0]]
+
+
+def test_user_function_calls_become_spans(target_program, tmp_path):
+    out = tmp_path / "user.trace"
+    capture = Capture("-u", f"{target_program}:work", "-m", "-o", str(out))
+    subprocess.run([str(target_program), "1000"], check=True, capture_output=True)
+    code, err = capture.stop()
+    assert code == 0, err
+    assert "none lost" in err
+    trace = load(out)
+    spans = probe_spans(trace, "target:work")
+    assert len(spans) == 1000 and set(spans["flags"]) == {0}
+    assert np.all(spans["duration"] > 0)
+    assert sorted(spans["arg"].tolist()) == list(range(1000))            # first argument at entry
+    assert sorted(spans["ret"].tolist()) == [2 * i + 1 for i in range(1000)]  # return value at exit
+    assert len(np.unique(spans["pid"])) == 1
+    assert trace.memory.size and 0 in trace.memory["pid"]
+
+
+def test_xdp_records_every_packet_with_its_headers(veth_pair, tmp_path):
+    host, netns, _, host_ip = veth_pair
+    out = tmp_path / "xdp.trace"
+    capture = Capture("-x", host, "-t", "--snaplen", "64", "-o", str(out))
+    script = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+              f"for i in range(200):\n s.sendto(b'netprof-%03d' % i,('{host_ip}',7777)); time.sleep(0.001)\n")
+    subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script], check=True, timeout=60)
+    time.sleep(0.2)
+    code, err = capture.stop()
+    assert code == 0, err
+    packets = load(out).packets
+    mine = packets[packets["ifindex"] == socket.if_nametoindex(host)]
+    data = mine["data"]
+    udp = (data[:, 12] == 0x08) & (data[:, 13] == 0x00) & (data[:, 23] == 17) & \
+          (data[:, 36].astype(int) * 256 + data[:, 37] == 7777)
+    assert udp.sum() == 200
+    payloads = sorted(bytes(d[42:53]) for d in data[udp])
+    assert payloads == sorted(b"netprof-%03d" % i for i in range(200))
+    assert set(mine["len"][udp]) == {14 + 20 + 8 + 11} and set(mine["caplen"][udp]) == {53}
+
+
+def test_sigint_leaves_a_readable_file_and_nothing_attached(tmp_path):
+    out = tmp_path / "net.trace"
+    capture = Capture("--net", "-t", "-m", "-o", str(out))
+    time.sleep(0.3)
+    code, err = capture.stop(signal.SIGINT)
+    assert code == 0 and "wrote" in err
+    trace = load(out)
+    assert trace.problems == [] and trace.raw.end is not None
+
+
+def test_sigkill_leaves_whole_chunks_and_detach_cleans_up(veth_pair, tmp_path, target_program):
+    host, netns, _, host_ip = veth_pair
+    out = tmp_path / "killed.trace"
+    capture = Capture("-x", host, "-u", f"{target_program}:work", "-o", str(out))
+    subprocess.run([str(target_program), "500"], check=True, capture_output=True)
+    time.sleep(0.3)
+    capture.stop(signal.SIGKILL)
+    assert capture.proc.returncode == -signal.SIGKILL
+    trace = load(out)
+    assert trace.raw.end is None                          # it never finished
+    assert len(probe_spans(trace, "target:work")) == 500  # but every chunk written is there
+    assert "xdp" in subprocess.run(["ip", "link", "show", host], capture_output=True, text=True).stdout
+    detach = subprocess.run([sys.executable, "-m", "netprof", "detach"], capture_output=True, text=True)
+    assert detach.returncode == 0 and f"from {host}" in detach.stdout
+    assert "xdp" not in subprocess.run(["ip", "link", "show", host], capture_output=True, text=True).stdout
+
+
+def test_config_file_replaces_the_command_line(target_program, tmp_path):
+    config = tmp_path / "profile.toml"
+    out = tmp_path / "c.trace"
+    config.write_text(f'user = ["{target_program}:work"]\nmemory = true\nduration = 3\noutput = "{out}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-c", str(config)], stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(1.5)
+    subprocess.run([str(target_program), "50"], check=True, capture_output=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len(probe_spans(load(out), "target:work")) == 50
+
+
+def test_bpftrace_style_names(target_program, tmp_path):
+    out = tmp_path / "b.trace"
+    capture = Capture(f"uprobe:{target_program}:work", f"uretprobe:{target_program}:work",
+                      "tracepoint:syscalls:sys_enter_getpid", "-o", str(out))
+    subprocess.run([str(target_program), "20"], check=True, capture_output=True)
+    for _ in range(5):
+        os.getpid()
+    code, err = capture.stop()
+    assert code == 0, err
+    trace = load(out)
+    assert len(probe_spans(trace, "target:work")) == 20
+    assert [p["name"] for p in trace.probes] == ["target:work", "sys_enter_getpid"]
+
+
+def stripped_copy(target_program, tmp_path):
+    copy = tmp_path / "stripped"
+    shutil.copy(target_program, copy)
+    subprocess.run(["strip", str(copy)], check=True)
+    return copy
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "nothing to capture"),
+    (["-k", "no_such_function_xyz"], "no_such_function_xyz"),
+    (["-u", "/nonexistent/binary:main"], "/nonexistent/binary"),
+    (["-u", "TARGET:no_such_symbol"], "no function 'no_such_symbol'"),
+    (["-u", "STRIPPED:work"], "stripped"),
+    (["-x", "npnosuchif0"], "no network interface 'npnosuchif0'"),
+    (["--net", "--snaplen", "7"], "snap length 7"),
+    (["-c", "CONFIG"], "not valid TOML"),
+    (["foo:bar"], "cannot read probe 'foo:bar'"),
+    (["--net", "-p", "999999999"], "no process 999999999"),
+    (["--net", "-d", "-1"], "duration must be positive"),
+    (["tracepoint:net:no_such_tp"], "no tracepoint net:no_such_tp"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, target_program, tmp_path):
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("user = [unclosed\n")
+    replace = {"TARGET": str(target_program), "STRIPPED": str(stripped_copy(target_program, tmp_path)),
+               "CONFIG": str(bad_config)}
+    for placeholder, value in replace.items():
+        args = [a.replace(placeholder, value) for a in args]
+    result = subprocess.run([sys.executable, "-m", "netprof", "attach", *args, "-o", str(tmp_path / "x.trace")],
+                            capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("netprof attach: "), lines
+    if "-k" in args:
+        assert "no kprobes" in lines[0] or "kallsyms" in lines[0] or "BTF" in lines[0]
+
+
+def test_not_root_is_one_line_and_exit_2(tmp_path):
+    from netprof import cli, session  # noqa: F401 - imported as root: the child cannot read site-packages
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child drops root and runs the CLI in-process
+        os.close(read)
+        sys.stderr = os.fdopen(write, "w")
+        code = 99
+        try:
+            os.setegid(65534)
+            os.seteuid(65534)
+            code = cli.main(["attach", "--net", "-d", "1", "-o", "/tmp/netprof-not-root.trace"])
+        except BaseException:  # noqa: BLE001 - report anything, never return into pytest
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert err.strip().splitlines() == ["netprof attach: needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): "
+                                        "run it with sudo"]

@@ -1,7 +1,7 @@
 # The commands README.md quotes. PYTHON may be overridden: make test PYTHON=python3.12
 PYTHON ?= python3
 
-.PHONY: install test test-unit bench vectors
+.PHONY: install test test-unit bench vectors demo
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -11,6 +11,10 @@ test:
 
 test-unit:
 	$(PYTHON) -m pytest -q -m 'not root'
+
+# Two network namespaces, TCP and UDP traffic, a few seconds captured, the report (needs root).
+demo: install
+	$(PYTHON) demo/demo.py
 
 bench:
 	$(PYTHON) bench/bench_asm.py

@@ -137,7 +137,7 @@ def format_report(trace: Trace) -> str:
         rows = []
         for ifindex in np.unique(packets["ifindex"]):
             mine = packets[packets["ifindex"] == ifindex]
-            rows.append([_ifname(int(ifindex)), f"{len(mine):,}", f"{int(mine['len'].sum()):,}"])
+            rows.append([_ifname(trace, int(ifindex)), f"{len(mine):,}", f"{int(mine['len'].sum()):,}"])
         out += ["", "XDP packets:", _table(["interface", "packets", "bytes"], rows)]
     tput = trace.throughput
     if tput.size:
@@ -148,7 +148,7 @@ def format_report(trace: Trace) -> str:
                 mine = tput[(tput["ifindex"] == ifindex) & (tput["direction"] == direction)]
                 if mine.size:
                     peak = mine["bytes"].max() * 8 / bin_s
-                    rows.append([_ifname(int(ifindex)), name, f"{int(mine['packets'].sum()):,}",
+                    rows.append([_ifname(trace, int(ifindex)), name, f"{int(mine['packets'].sum()):,}",
                                  f"{int(mine['bytes'].sum()):,}", f"{peak / 1e6:,.1f} Mbit/s"])
         out += ["", "throughput:", _table(["interface", "dir", "packets", "bytes", "peak"], rows)]
     memory = trace.memory
@@ -170,10 +170,8 @@ def format_report(trace: Trace) -> str:
     return "\n".join(out)
 
 
-def _ifname(ifindex: int) -> str:
-    import socket
-
-    try:
-        return f"{socket.if_indextoname(ifindex)} ({ifindex})"
-    except OSError:
-        return f"ifindex {ifindex}"
+def _ifname(trace: Trace, ifindex: int) -> str:
+    """The interface's name where it was captured (the header records them: the capture may have
+    run in another network namespace or on another machine)."""
+    name = trace.header.get("interfaces", {}).get(str(ifindex))
+    return f"{name} ({ifindex})" if name else f"ifindex {ifindex}"

@@ -224,7 +224,7 @@ class Session:
         self._user_probe_ids = np.array([p.id for p in self.probes if p.kind == "user"], np.uint16)
         self._writer = TraceWriter(self.output, new_header(
             [p.row() for p in self.probes], self.snaplen, bin_ns=self.bin_ns, pid=self.pid,
-            command=" ".join(sys.argv)))
+            command=" ".join(sys.argv), interfaces={str(i): name for i, name in socket.if_nameindex()}))
         self._stack.callback(self._writer.close)
 
     def _prog(self, program, prog_type: ProgType, name: str, maps: dict, **kwargs):

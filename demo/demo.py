@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""netprof's demo: two network namespaces joined by a veth pair, TCP and UDP traffic between
+them from a small C program, captured for a few seconds (network-stack spans, the C program's
+functions as user spans, every packet XDP sees, throughput and memory), then the report.
+
+Run as root from the repository: ``sudo make demo`` (or ``sudo python3 demo/demo.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NS_CLIENT, NS_SERVER = "npdemo-client", "npdemo-server"
+VETH_CLIENT, VETH_SERVER = "npdemo-c", "npdemo-s"
+CLIENT_IP, SERVER_IP, PORT = "10.214.0.1", "10.214.0.2", 7000
+REQUESTS = 2000
+SECONDS = 5
+
+SERVER = f"""
+import socket, threading
+tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("{SERVER_IP}", {PORT})); tcp.listen()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("{SERVER_IP}", {PORT}))
+threading.Thread(target=lambda: [udp.recv(2048) for _ in iter(int, 1)], daemon=True).start()
+conn, _ = tcp.accept()
+buf = b""
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    buf += data
+    while len(buf) >= 512:
+        conn.sendall(b"r" + buf[1:512]); buf = buf[512:]
+"""
+
+
+def run(*cmd: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def install_missing() -> None:
+    need = [pkg for tool, pkg in (("gcc", "gcc"), ("ip", "iproute2")) if not shutil.which(tool)]
+    if need:
+        print(f"demo: installing {' '.join(need)}", flush=True)
+        run("apt-get", "update", "-qq")
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *need)
+
+
+def make_network() -> None:
+    for ns in (NS_CLIENT, NS_SERVER):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        run("ip", "netns", "add", ns)
+    run("ip", "link", "add", VETH_CLIENT, "netns", NS_CLIENT, "type", "veth", "peer", "name", VETH_SERVER,
+        "netns", NS_SERVER)
+    for ns, dev, ip in ((NS_CLIENT, VETH_CLIENT, CLIENT_IP), (NS_SERVER, VETH_SERVER, SERVER_IP)):
+        run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+        run("ip", "-n", ns, "link", "set", dev, "up")
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+
+
+def remove_network() -> None:
+    for ns in (NS_CLIENT, NS_SERVER):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("demo: needs root (it makes network namespaces and loads BPF programs): sudo make demo",
+              file=sys.stderr)
+        return 2
+    install_missing()
+    work = Path(tempfile.mkdtemp(prefix="netprof-demo-"))
+    client = work / "client"
+    run("gcc", "-O1", "-g", "-o", str(client), str(HERE / "client.c"))
+    output = Path(os.environ.get("NETPROF_DEMO_TRACE", "demo.trace")).resolve()
+    from netprof.loader.features import features
+
+    kernel = ["-k", "ip_rcv,tcp_v4_rcv"] if features().has("kprobe") or features().has("fentry") else []
+    make_network()
+    server = capture = None
+    try:
+        server = subprocess.Popen(["ip", "netns", "exec", NS_SERVER, sys.executable, "-c", SERVER])
+        attach = [sys.executable, "-m", "netprof", "attach", "--net", *kernel,
+                  "-u", f"{client}:send_request", "-u", f"{client}:parse_reply", "-u", f"{client}:send_datagram",
+                  "-x", VETH_CLIENT, "-t", "-m", "-d", str(SECONDS), "-o", str(output)]
+        print("demo: $", " ".join(["ip", "netns", "exec", NS_CLIENT, "python -m netprof", *attach[3:]]), flush=True)
+        capture = subprocess.Popen(["ip", "netns", "exec", NS_CLIENT, *attach], stderr=subprocess.PIPE, text=True)
+        while (line := capture.stderr.readline()) and not line.startswith("Tracing"):
+            print(line, end="", file=sys.stderr)
+        print(line, end="", file=sys.stderr)
+        time.sleep(0.3)
+        run("ip", "netns", "exec", NS_CLIENT, str(client), SERVER_IP, str(PORT), str(REQUESTS))
+        print(capture.communicate()[1], end="", file=sys.stderr)
+        if capture.returncode:
+            return capture.returncode
+    finally:
+        for proc in (capture, server):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+        remove_network()
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    return subprocess.run([sys.executable, "-m", "netprof", "report", str(output)]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

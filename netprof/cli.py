@@ -252,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_disasm)
 
     p = sub.add_parser("attach", help="capture spans, packets, throughput and memory into a trace file",
-                       epilog="examples:\n  netprof attach --net -d 5\n  netprof attach -k ip_rcv,tcp_v4_rcv -x eth0 -t -m"
-                              " -o run.trace\n  netprof attach -u /usr/bin/curl:main -p 1234 -v\n"
+                       epilog="examples:\n  netprof attach --net -d 5\n"
+                              "  netprof attach -k ip_rcv,tcp_v4_rcv -x eth0 -t -m -o run.trace\n"
+                              "  netprof attach -u /usr/bin/curl:main -p 1234 -v\n"
                               "  netprof attach uprobe:/bin/bash:readline tracepoint:net:net_dev_queue",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("probes", nargs="*", metavar="PROBE",

@@ -88,7 +88,10 @@ def _ns(value: float) -> str:
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
@@ -130,7 +133,8 @@ def format_report(trace: Trace) -> str:
         out += ["", "per CPU:", _table(["cpu", "spans", "busy (outermost spans)"], rows)]
     events = trace.events[np.isin(trace.events["probe"], trace.instant_probes)]
     if events.size:
-        rows = [[trace.probe_name(int(p)), f"{int((events['probe'] == p).sum()):,}"] for p in np.unique(events["probe"])]
+        rows = [[trace.probe_name(int(p)), f"{int((events['probe'] == p).sum()):,}"]
+                for p in np.unique(events["probe"])]
         out += ["", "events:", _table(["tracepoint", "count"], rows)]
     packets = trace.packets
     if packets.size:

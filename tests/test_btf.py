@@ -99,7 +99,7 @@ def test_every_type_decodes_as_bpftool_prints_it(btf, raw_dump):
     ours = "\n".join(raw_lines(btf, i) for i in range(btf.first_id, len(btf)))
     theirs = raw_dump.rstrip("\n")
     if ours != theirs:
-        for n, (a, b) in enumerate(zip(ours.splitlines(), theirs.splitlines())):
+        for n, (a, b) in enumerate(zip(ours.splitlines(), theirs.splitlines(), strict=False)):
             assert a == b, f"line {n + 1} differs from bpftool"
     assert ours == theirs
 

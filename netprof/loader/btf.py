@@ -306,7 +306,7 @@ class Btf:
             raise self._corrupt(f"header length {hdr_len} does not fit a {len(data)}-byte file")
         types = (hdr_len + type_off, hdr_len + type_off + type_len)
         strs = (hdr_len + str_off, hdr_len + str_off + str_len)
-        for what, (start, end) in (("type", types), ("string", strs)):
+        for what, (_, end) in (("type", types), ("string", strs)):
             if end > len(data):
                 raise self._corrupt(f"the {what} section ends at byte {end}, past the end of the "
                                     f"{len(data)}-byte file (truncated?)")

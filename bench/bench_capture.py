@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Capture benchmarks, netprof next to bpftrace and bcc on the same workload in the same run:
+
+(a) cost per probed call of a user function (uprobe + uretprobe), from the workload's own run
+    time with and without the probes: netprof records both events of every call to its trace
+    file; bpftrace and bcc keep a latency histogram in the kernel (less work per call);
+(b) events per second written to disk by netprof attach, and how many were lost;
+(c) time from launching the tool to the first event delivered (netprof: written to the trace
+    file; bpftrace and bcc: printed), and the tool's peak RSS.
+
+Needs root and gcc; bpftrace (Debian package bpftrace) and bcc (python3-bpfcc, with kernel
+headers: see bench_ringbuf.py) are measured when installed. Medians of RUNS runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+CALLS = 100_000
+SYSCALLS = 3_000_000
+
+WORKLOAD_C = r"""
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+__attribute__((noinline)) int work(int x) { asm volatile("" ::: "memory"); return x * 2 + 1; }
+int main(int argc, char **argv) {
+    long n = atol(argv[2]), sum = 0;
+    if (!strcmp(argv[1], "calls")) for (long i = 0; i < n; i++) sum += work(i);
+    if (!strcmp(argv[1], "forever")) for (;;) { sum += work(1); usleep(200); }
+    if (!strcmp(argv[1], "getpid")) for (long i = 0; i < n; i++) sum += syscall(SYS_getpid);
+    return sum == 42;
+}
+"""
+
+BCC_LATENCY = r"""
+BPF_HASH(start, u32, u64);
+BPF_HISTOGRAM(dist);
+int entry(struct pt_regs *ctx) { u32 tid = bpf_get_current_pid_tgid(); u64 ts = bpf_ktime_get_ns();
+    start.update(&tid, &ts); return 0; }
+int ret(struct pt_regs *ctx) { u32 tid = bpf_get_current_pid_tgid(); u64 *tsp = start.lookup(&tid);
+    if (tsp) { dist.increment(bpf_log2l(bpf_ktime_get_ns() - *tsp)); start.delete(&tid); } return 0; }
+"""
+BCC_FIRST = r"""
+BPF_RINGBUF_OUTPUT(events, 8);
+int entry(struct pt_regs *ctx) { u64 ts = bpf_ktime_get_ns(); events.ringbuf_output(&ts, sizeof(ts), 0); return 0; }
+"""
+
+
+def bcc_script(program: str, mode: str, path: str) -> str:
+    return textwrap.dedent(f"""
+        import sys
+        sys.path.append("/usr/lib/python3/dist-packages")
+        from bcc import BPF
+        b = BPF(text={program!r})
+        b.attach_uprobe(name={path!r}, sym="work", fn_name="entry")
+        if {mode!r} == "latency":
+            b.attach_uretprobe(name={path!r}, sym="work", fn_name="ret")
+            print("ready", flush=True)
+            sys.stdin.read()
+        else:
+            def hit(ctx, data, size):
+                import os
+                print("hit", flush=True)
+                os._exit(0)  # an exception in a ctypes callback is only printed
+            b["events"].open_ring_buffer(hit)
+            while True:
+                b.ring_buffer_poll(100)
+    """)
+
+
+def have_bcc() -> bool:
+    return subprocess.run([sys.executable, "-c", "import sys; sys.path.append('/usr/lib/python3/dist-packages');"
+                           "import bcc"], capture_output=True).returncode == 0
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - start
+
+
+def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if word in line:
+            return
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"tool exited before '{word}': {proc.returncode}")
+    raise RuntimeError(f"no '{word}' within {timeout} s")
+
+
+def per_call_cost(workload: Path, tool: str, tmp: Path) -> float:
+    """Extra µs per call of work() with ``tool`` attached."""
+    target = f"{workload}:work"
+    base = statistics.median(timed([str(workload), "calls", str(CALLS)]) for _ in range(3))
+    if tool == "netprof":
+        proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-u", target, "-o", str(tmp / "a.trace")],
+                                stderr=subprocess.PIPE, text=True)
+        wait_for(proc, proc.stderr, "Tracing")
+    elif tool == "bpftrace":
+        program = (f"uprobe:{workload}:work {{ @s[tid] = nsecs; }} "
+                   f"uretprobe:{workload}:work /@s[tid]/ {{ @h = hist(nsecs - @s[tid]); delete(@s[tid]); }}")
+        proc = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE, text=True)
+        wait_for(proc, proc.stdout, "Attaching")
+        time.sleep(0.5)
+    else:
+        proc = subprocess.Popen([sys.executable, "-c", bcc_script(BCC_LATENCY, "latency", str(workload))],
+                                stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        wait_for(proc, proc.stdout, "ready")
+    try:
+        probed = timed([str(workload), "calls", str(CALLS)])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    return (probed - base) / CALLS * 1e6
+
+
+def first_event(workload: Path, tool: str, tmp: Path) -> tuple[float, float]:
+    """(seconds from launch to the first event delivered, the tool's peak RSS in MiB)."""
+    runner = subprocess.Popen([str(workload), "forever", "0"])
+    try:
+        trace = tmp / "first.trace"
+        trace.unlink(missing_ok=True)
+        start = time.perf_counter()
+        if tool == "netprof":
+            proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-u", f"{workload}:work", "-o",
+                                     str(trace)], stderr=subprocess.DEVNULL)
+            while not (trace.exists() and b"NPCK\x02\x00" in trace.read_bytes()):
+                time.sleep(0.001)
+        elif tool == "bpftrace":
+            proc = subprocess.Popen(["bpftrace", "-e", f'uprobe:{workload}:work {{ printf("hit\\n"); exit(); }}'],
+                                    stdout=subprocess.PIPE, text=True)
+            wait_for(proc, proc.stdout, "hit")
+        else:
+            proc = subprocess.Popen([sys.executable, "-c", bcc_script(BCC_FIRST, "first", str(workload))],
+                                    stdout=subprocess.PIPE, text=True)
+            wait_for(proc, proc.stdout, "hit")
+        elapsed = time.perf_counter() - start
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        return elapsed, usage.ru_maxrss / 1024
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+def events_to_disk(workload: Path, tmp: Path) -> tuple[float, int, int]:
+    """netprof attach on sys_enter_getpid while the workload makes SYSCALLS getpid calls:
+    (events/s written, events written, events lost)."""
+    trace = tmp / "rate.trace"
+    proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "tracepoint:syscalls:sys_enter_getpid",
+                             "-o", str(trace)], stderr=subprocess.PIPE, text=True)
+    wait_for(proc, proc.stderr, "Tracing")
+    elapsed = timed([str(workload), "getpid", str(SYSCALLS)])
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from netprof.report import load
+
+    loaded = load(trace)
+    written = int(loaded.events.size)
+    return written / elapsed, written, sum(loaded.lost.values())
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        sys.exit("bench_capture: needs root")
+    tmp = Path(tempfile.mkdtemp(prefix="netprof-bench-"))
+    workload = tmp / "workload"
+    (tmp / "workload.c").write_text(WORKLOAD_C)
+    subprocess.run(["gcc", "-O1", "-o", str(workload), str(tmp / "workload.c")], check=True)
+    tools = ["netprof"] + (["bpftrace"] if shutil.which("bpftrace") else []) + (["bcc"] if have_bcc() else [])
+    missing = {"bpftrace", "bcc"} - set(tools)
+    print(f"workload: {CALLS:,} calls of work() (uprobe + uretprobe); medians of {RUNS} runs"
+          + (f"; not installed: {', '.join(sorted(missing))}" if missing else ""))
+    print("(a) extra cost per probed call:")
+    for tool in tools:
+        costs = [per_call_cost(workload, tool, tmp) for _ in range(RUNS)]
+        print(f"  {tool:9s} {statistics.median(costs):7.2f} µs per call", flush=True)
+    print("(c) launch to first event delivered:")
+    for tool in tools:
+        results = [first_event(workload, tool, tmp) for _ in range(RUNS)]
+        print(f"  {tool:9s} {statistics.median(r[0] for r in results) * 1000:7.0f} ms   "
+              f"peak RSS {statistics.median(r[1] for r in results):6.0f} MiB", flush=True)
+    print("(b) events written to disk (tracepoint sys_enter_getpid, one event per call):")
+    rates = [events_to_disk(workload, tmp) for _ in range(RUNS)]
+    rate, written, lost = sorted(rates)[len(rates) // 2]
+    print(f"  netprof   {rate / 1e6:7.2f} M events/s  ({written:,} written, {lost:,} lost)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,16 @@ from .isa import (
 )
 from .printer import format_instruction
 from .program import Label, LinkedProgram, Program
-from .syntax import assemble, disassemble, parse
+
+_TEXT = ("assemble", "disassemble", "parse")  # netprof.asm.syntax: its regexes load on first use
 
 __all__ = [name for name, value in dict(globals()).items()
-           if not name.startswith("_") and not isinstance(value, _ModuleType)]
+           if not name.startswith("_") and not isinstance(value, _ModuleType)] + list(_TEXT)
+
+
+def __getattr__(name: str):
+    if name in _TEXT:
+        from . import syntax
+
+        return getattr(syntax, name)
+    raise AttributeError(f"module 'netprof.asm' has no attribute {name!r}")

@@ -216,15 +216,63 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from .report import format_report, load
+def _time_filter(text: str | None) -> tuple[float | None, float | None]:
+    """The prototype's ``-f START-END`` (ns since the start of the capture; either side may be empty)."""
+    if not text:
+        return None, None
+    start, sep, end = text.partition("-")
+    try:
+        return (float(start) if start else None), (float(end) if end else None)
+    except ValueError:
+        raise UsageError(f"filter {text!r} must be START-END in nanoseconds, e.g. 1000000000-2000000000") from None
+
+
+def _load(path: str):
+    from .trace import load
     from .tracefile import TraceError
 
     try:
-        trace = load(args.trace)
+        return load(path)
     except TraceError as err:
         raise UsageError(str(err)) from None
-    print(format_report(trace))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import format_report
+
+    trace = _load(args.trace)
+    start, end = _time_filter(args.filter)
+    try:
+        print(format_report(trace, start, end, tuple(args.ignored_cpus or ()), _split(args.probe) or None,
+                            args.pid or None))
+    except KeyError as err:
+        raise UsageError(err.args[0]) from None
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import export
+
+    if not (args.perfetto or args.pcap or args.csv or args.parquet):
+        raise UsageError("nothing to export: give --perfetto FILE, --pcap FILE, --csv FILE or --parquet FILE")
+    trace = _load(args.trace)
+    start, end = _time_filter(args.filter)
+    spans = trace.spans(start=start, end=end, ignored_cpus=args.ignored_cpus or ())
+    try:
+        if args.perfetto:
+            counts = export.perfetto(trace, args.perfetto, spans)
+            print(f"wrote {args.perfetto}: {counts['spans']:,} spans, {counts['counters']:,} counter samples, "
+                  f"{counts['packets']:,} packets (open it in https://ui.perfetto.dev)")
+        if args.pcap:
+            print(f"wrote {args.pcap}: {export.pcap(trace, args.pcap):,} packets")
+        if args.csv:
+            spans.to_csv(args.csv)
+            print(f"wrote {args.csv}: {len(spans):,} spans")
+        if args.parquet:
+            spans.to_parquet(args.parquet)
+            print(f"wrote {args.parquet}: {len(spans):,} spans")
+    except (OSError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
     return 0
 
 
@@ -277,7 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="summarise a trace: spans per probe, CPUs, loss, packets, throughput")
     p.add_argument("trace", help="trace file written by netprof attach")
+    p.add_argument("-f", "--filter", metavar="START-END", help="only spans in this window (ns since the start)")
+    p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
+    p.add_argument("--probe", action="append", metavar="NAME[,NAME]", help="only these probes")
+    p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a trace as Perfetto JSON, pcap, CSV or Parquet")
+    p.add_argument("trace", help="trace file written by netprof attach")
+    p.add_argument("--perfetto", metavar="FILE", help="Chrome/Perfetto trace JSON (ui.perfetto.dev)")
+    p.add_argument("--pcap", metavar="FILE", help="the XDP packets, for tcpdump/tshark/Wireshark")
+    p.add_argument("--csv", metavar="FILE", help="spans as CSV")
+    p.add_argument("--parquet", metavar="FILE", help="spans as Parquet (needs pyarrow)")
+    p.add_argument("-f", "--filter", metavar="START-END", help="only spans in this window (ns since the start)")
+    p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("features", help="what this kernel supports: attach mechanisms, program and map types")
     p.add_argument("--json", action="store_true", help="machine-readable output")

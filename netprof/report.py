@@ -3,80 +3,9 @@ throughput and memory. Built on netprof.load() and the vectorised span builder."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
-
 import numpy as np
 
-from . import spans as span_builder
-from .tracefile import Kind, RawTrace, read
-
-
-@dataclass
-class Trace:
-    """A loaded trace: each record kind as a numpy array, the probe table, loss, problems."""
-
-    raw: RawTrace
-
-    @property
-    def header(self) -> dict:
-        return self.raw.header
-
-    @property
-    def probes(self) -> list[dict]:
-        return self.raw.header["probes"]
-
-    @property
-    def events(self) -> np.ndarray:
-        return self.raw.records[Kind.SPANS]
-
-    @property
-    def packets(self) -> np.ndarray:
-        return self.raw.records[Kind.XDP]
-
-    @property
-    def throughput(self) -> np.ndarray:
-        return self.raw.records[Kind.THROUGHPUT]
-
-    @property
-    def memory(self) -> np.ndarray:
-        return self.raw.records[Kind.MEMORY]
-
-    @property
-    def lost(self) -> dict[str, int]:
-        return self.raw.loss
-
-    @property
-    def problems(self) -> list[str]:
-        return self.raw.problems
-
-    def probe_name(self, probe_id: int) -> str:
-        return self.probes[probe_id]["name"] if probe_id < len(self.probes) else f"probe {probe_id}"
-
-    @cached_property
-    def instant_probes(self) -> np.ndarray:
-        return np.array([p["id"] for p in self.probes if p["kind"] == "event"], np.uint16)
-
-    @cached_property
-    def spans(self) -> np.ndarray:
-        """Spans of every entry/exit probe (instant events left out), sorted by start."""
-        events = self.events
-        if self.instant_probes.size:
-            events = events[~np.isin(events["probe"], self.instant_probes)]
-        times = self._time_range()
-        return span_builder.build(events, *times) if events.size else np.empty(0, span_builder.SPAN)
-
-    def _time_range(self) -> tuple[int | None, int | None]:
-        stamps = [a["ts"] for a in (self.events, self.packets) if a.size]
-        if not stamps:
-            return None, None
-        return int(min(s.min() for s in stamps)), int(max(s.max() for s in stamps))
-
-
-def load(path: str | Path) -> Trace:
-    """Read a trace file (every complete chunk; see ``Trace.problems`` for what was skipped)."""
-    return Trace(read(path))
+from .trace import Trace, load  # noqa: F401 - load is part of this module's interface
 
 
 def _ns(value: float) -> str:
@@ -95,41 +24,34 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def span_stats(trace: Trace) -> list[list[str]]:
-    spans = trace.spans
+def span_stats(spans) -> list[list[str]]:
     rows = []
-    for probe in np.unique(spans["probe"]):
-        mine = spans[spans["probe"] == probe]
-        closed = mine[mine["flags"] == 0]
-        durations = closed["duration"].astype(np.float64)
-        if durations.size:
-            p50, p99 = np.percentile(durations, [50, 99])
-            stats = [_ns(durations.sum()), _ns(durations.mean()), _ns(p50), _ns(p99), _ns(durations.max())]
-        else:
-            stats = ["-"] * 5
-        incomplete = len(mine) - len(closed)
-        rows.append([trace.probe_name(int(probe)), f"{len(closed):,}", *stats,
-                     f"{incomplete:,}" if incomplete else ""])
+    for s in spans.stats():
+        stats = [_ns(s[k]) for k in ("total", "self", "mean", "p50", "p90", "p99", "max")] if s["count"] else ["-"] * 7
+        rows.append([spans.trace.probe_name(int(s["probe"])), f"{int(s['count']):,}", *stats,
+                     f"{int(s['incomplete']):,}" if s["incomplete"] else ""])
     return rows
 
 
-def format_report(trace: Trace) -> str:
+def format_report(trace: Trace, start: float | None = None, end: float | None = None,
+                  ignored_cpus: tuple[int, ...] = (), probes: list[str] | None = None,
+                  pids: list[int] | None = None) -> str:
     out = [f"{trace.raw.path}: {trace.header.get('host', '?')}, kernel {trace.header.get('kernel', '?')}"]
-    end = trace.raw.end
-    if end:
-        out[0] += f", {end.get('seconds', 0):.1f} s captured"
+    finished = trace.raw.end
+    if finished:
+        out[0] += f", {finished.get('seconds', 0):.1f} s captured"
     for problem in trace.problems[:5]:
         out.append(f"warning: {problem}")
     if len(trace.problems) > 5:
         out.append(f"warning: ... and {len(trace.problems) - 5} more problems")
-    spans = trace.spans
-    if spans.size:
+    spans = trace.spans(probe=probes, pid=pids, start=start, end=end, ignored_cpus=ignored_cpus)
+    if len(spans):
         out += ["", "spans per probe:",
-                _table(["probe", "count", "total", "mean", "p50", "p99", "max", "open/orphan"], span_stats(trace))]
-        cpus = np.unique(spans["cpu"])
-        top = spans[spans["depth"] == 0]
-        rows = [[str(int(c)), f"{int((spans['cpu'] == c).sum()):,}",
-                 _ns(float(top["duration"][top["cpu"] == c].astype(np.float64).sum()))] for c in cpus]
+                _table(["probe", "count", "total", "self", "mean", "p50", "p90", "p99", "max", "open/orphan"],
+                       span_stats(spans))]
+        busy = spans.busy_per_cpu()
+        counts = np.bincount(spans.array["cpu"])
+        rows = [[str(c), f"{int(counts[c]):,}", _ns(float(busy.get(c, 0)))] for c in np.flatnonzero(counts)]
         out += ["", "per CPU:", _table(["cpu", "spans", "busy (outermost spans)"], rows)]
     events = trace.events[np.isin(trace.events["probe"], trace.instant_probes)]
     if events.size:

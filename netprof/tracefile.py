@@ -69,12 +69,17 @@ class TraceWriter:
         os.fchmod(self.fd, 0o600)
         _give_to_sudo_caller(self.fd)
         self.bytes = 0
+        self._layouts = _layouts(int(header.get("snaplen", 64)))
         os.write(self.fd, MAGIC)
         self.write_json(Kind.HEADER, {"version": VERSION, **header})
 
     def write(self, kind: Kind, records: np.ndarray | bytes, count: int | None = None, lost: int = 0) -> None:
         if isinstance(records, np.ndarray):
             count = len(records) if count is None else count
+            layout = self._layouts.get(kind)
+            if layout is not None and records.dtype != layout:
+                # e.g. numpy 2's concatenate drops the padding of structured dtypes: restore the layout
+                records = records.astype(layout)
             payload = memoryview(np.ascontiguousarray(records).view(np.uint8))  # bytes, not records
         else:
             payload, count = records, count or 0
@@ -131,8 +136,9 @@ class RawTrace:
     problems: list[str] = field(default_factory=list)   # truncation, corruption: what was skipped
 
 
-def read(path: str | os.PathLike) -> RawTrace:
-    """Every complete, intact chunk of the trace at ``path``; problems are listed, not raised."""
+def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
+    """Every complete, intact chunk of the trace at ``path``; problems are listed, not raised.
+    ``on_progress(bytes_read)`` is called as the chunks go by."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -168,6 +174,8 @@ def read(path: str | os.PathLike) -> RawTrace:
             break
         payload = data[start:stop]
         offset = stop
+        if on_progress is not None:
+            on_progress(offset)
         if zlib.crc32(payload) != crc:
             problems.append(f"chunk at byte {start - CHUNK.size} is corrupt (checksum mismatch): skipped")
             continue

@@ -48,7 +48,7 @@ class Capture:
 def probe_spans(trace, name: str) -> np.ndarray:
     ids = [p["id"] for p in trace.probes if p["name"] == name]
     assert ids, f"no probe {name} in {[p['name'] for p in trace.probes]}"
-    return trace.spans[trace.spans["probe"] == ids[0]]
+    return trace.all_spans[trace.all_spans["probe"] == ids[0]]
 
 
 def test_user_function_calls_become_spans(target_program, tmp_path):

@@ -22,7 +22,7 @@ def test_demo_trace_matches_the_traffic(tmp_path):
     assert "spans per probe:" in result.stdout and "lost: none" in result.stdout
     trace = load(out)
     names = {p["id"]: p["name"] for p in trace.probes}
-    counts = {names[p]: int((trace.spans["probe"] == p).sum()) for p in np.unique(trace.spans["probe"])}
+    counts = {names[p]: int((trace.all_spans["probe"] == p).sum()) for p in np.unique(trace.all_spans["probe"])}
     for function in ("send_request", "parse_reply", "send_datagram"):
         assert counts[f"client:{function}"] == 2000
     assert counts.get("dev_xmit", 0) >= 4000  # each request and each datagram leaves through the stack

@@ -41,7 +41,7 @@ def test_round_trip(tmp_path):
     assert raw.loss == {"work": 3} and raw.end == {"seconds": 1.5}
     assert raw.records[Kind.MEMORY]["bytes"][0] == 123
     trace = load(path)
-    assert len(trace.spans) == 300 and set(trace.spans["duration"]) == {5}
+    assert len(trace.spans()) == 300 and set(trace.spans().durations()) == {5}
     text = format_report(trace)
     assert "work" in text and "300" in text and "LOST: 3 events" in text
 

@@ -1,0 +1,90 @@
+"""Exports: Perfetto / Chrome trace JSON, pcap of the XDP packets, CSV or Parquet of spans.
+
+Perfetto (ui.perfetto.dev) opens the JSON with one process per CPU whose threads carry the spans
+that started on that CPU (one track per CPU and thread: each thread's spans nest properly),
+user-function spans under their real process and thread, counter tracks for throughput and
+memory, and an instant event for every XDP packet.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .trace import Spans, Trace
+
+PCAP_NS_MAGIC = 0xA1B23C4D   # pcap with nanosecond timestamps
+LINKTYPE_ETHERNET = 1
+CPU_PID_BASE = 1_000_000_000  # Perfetto process ids for the per-CPU groups (above any real pid)
+XDP_PID = CPU_PID_BASE - 1
+COUNTER_PID = CPU_PID_BASE - 2
+
+
+def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict[str, int]:
+    """Write Chrome trace-event JSON; returns how many events of each kind were written."""
+    spans = spans if spans is not None else trace.spans()
+    origin = trace.time_range[0]
+    user = {p["id"] for p in trace.probes if p["kind"] == "user"}
+    names = [json.dumps(p["name"]) for p in trace.probes]
+    counts = {"spans": 0, "counters": 0, "packets": 0}
+    with open(path, "w") as f:
+        f.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
+        meta = [{"ph": "M", "name": "process_name", "pid": XDP_PID, "args": {"name": "XDP packets"}},
+                {"ph": "M", "name": "process_name", "pid": COUNTER_PID, "args": {"name": "throughput and memory"}}]
+        a = spans.array
+        is_user = np.isin(a["probe"], list(user)) if user else np.zeros(len(a), bool)
+        pids = np.where(is_user, a["pid"], CPU_PID_BASE + a["cpu"].astype(np.int64))
+        for cpu in np.unique(a["cpu"][~is_user]):
+            meta.append({"ph": "M", "name": "process_name", "pid": CPU_PID_BASE + int(cpu),
+                         "args": {"name": f"CPU {int(cpu)}"}})
+            meta.append({"ph": "M", "name": "process_sort_index", "pid": CPU_PID_BASE + int(cpu),
+                         "args": {"sort_index": int(cpu)}})
+        for event in meta:
+            f.write(json.dumps(event) + ",\n")
+        starts = (a["start"] - origin) / 1e3
+        durations = a["duration"] / 1e3
+        for i in range(len(a)):
+            f.write(f'{{"ph":"X","name":{names[a["probe"][i]]},"pid":{pids[i]},"tid":{a["tid"][i]},'
+                    f'"ts":{starts[i]:.3f},"dur":{durations[i]:.3f},"args":{{"arg":{a["arg"][i]},'
+                    f'"ret":{a["ret"][i]},"self_ns":{a["self"][i]},"flags":{a["flags"][i]}}}}},\n')
+        counts["spans"] = len(a)
+        for (ifindex, direction), (times, values) in trace.series("throughput", trace.header.get("bin_ns", 1e7)).items():
+            name = f"{trace.header.get('interfaces', {}).get(str(ifindex), ifindex)} {'rx' if direction == 0 else 'tx'}"
+            for t, v in zip((times - origin) / 1e3, values, strict=True):
+                f.write(f'{{"ph":"C","name":"throughput {name}","pid":{COUNTER_PID},"ts":{t:.3f},'
+                        f'"args":{{"bits/s":{v * 8:.0f}}}}},\n')
+                counts["counters"] += 1
+        memory = trace.memory
+        for pid in np.unique(memory["pid"]):
+            mine = memory[memory["pid"] == pid]
+            label = "memory used (system)" if pid == 0 else f"RSS pid {int(pid)}"
+            for t, v in zip((mine["ts"] - origin) / 1e3, mine["bytes"], strict=True):
+                f.write(f'{{"ph":"C","name":"{label}","pid":{COUNTER_PID},"ts":{t:.3f},"args":{{"bytes":{v}}}}},\n')
+                counts["counters"] += 1
+        packets = trace.packets
+        for p, t in zip(packets, (packets["ts"] - origin) / 1e3, strict=True):
+            ethernet = bytes(p["data"][:14]).hex()
+            f.write(f'{{"ph":"i","s":"t","name":"packet","pid":{XDP_PID},"tid":{p["ifindex"]},"ts":{t:.3f},'
+                    f'"args":{{"len":{p["len"]},"queue":{p["rx_queue"]},"ethernet":"{ethernet}"}}}},\n')
+            counts["packets"] += 1
+        f.write('{"ph":"M","name":"trace_end","pid":0,"args":{}}\n]}\n')
+    return counts
+
+
+def pcap(trace: Trace, path: str | Path) -> int:
+    """Write the XDP packets as pcap (nanosecond timestamps on the wall clock, as captured,
+    ``caplen`` of each): readable by tcpdump, tshark and Wireshark. Returns the packet count."""
+    packets = trace.packets
+    snaplen = int(trace.header.get("snaplen", 64))
+    wall = packets["ts"].astype(np.int64) + int(trace.clock.get("realtime", 0))
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        header = struct.Struct("<IIII")
+        for p, t in zip(packets, wall, strict=True):
+            caplen = int(p["caplen"])
+            f.write(header.pack(int(t // 1_000_000_000), int(t % 1_000_000_000), caplen, int(p["len"])))
+            f.write(p["data"][:caplen].tobytes())
+    return len(packets)

@@ -1,0 +1,244 @@
+"""A loaded trace for analysis: every record kind as a numpy array, spans built once, filters,
+statistics and resampled series, all vectorised.
+
+    import netprof
+    trace = netprof.load("run.trace")
+    trace.spans(probe="ip_rcv").durations()          # numpy array of nanoseconds
+    trace.spans(cpu=0, start=1e9, end=2e9).stats()    # per probe: count, total, self, p50, p99 ...
+    trace.throughput_series(resolution=1e6)           # per interface and direction, 1 ms bins
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import spans as span_builder
+from .tracefile import Kind, RawTrace, read
+
+STATS = np.dtype([("probe", "<u2"), ("count", "<u8"), ("incomplete", "<u8"), ("total", "<u8"), ("self", "<u8"),
+                  ("mean", "<f8"), ("p50", "<f8"), ("p90", "<f8"), ("p99", "<f8"), ("max", "<u8")])
+
+
+@dataclass
+class Spans:
+    """A selection of spans (``array``: dtype netprof.spans.SPAN) of one trace."""
+
+    array: np.ndarray
+    trace: Trace
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+    def durations(self) -> np.ndarray:
+        """Nanoseconds, of complete spans only (open and orphan spans are cut by the capture)."""
+        return self.complete().array["duration"]
+
+    def complete(self) -> Spans:
+        return Spans(self.array[self.array["flags"] == 0], self.trace)
+
+    def stats(self) -> np.ndarray:
+        """Per probe: count, incomplete, total, self, mean, p50, p90, p99, max (ns); vectorised."""
+        a = self.array
+        if not len(a):
+            return np.empty(0, STATS)
+        complete_all = a["flags"] == 0
+        order = np.argsort(a["duration"], kind="stable")
+        group = a["probe"].astype(np.uint32) * 2 + ~complete_all  # probe, complete spans first
+        order = order[np.argsort(group[order], kind="stable")]
+        duration, complete, probe = a["duration"][order], complete_all[order], a["probe"][order]
+        probes, first, counts = np.unique(probe, return_index=True, return_counts=True)
+        n_complete = np.add.reduceat(complete.astype(np.int64), first)
+        out = np.zeros(len(probes), STATS)
+        out["probe"], out["count"], out["incomplete"] = probes, n_complete, counts - n_complete
+        out["total"] = np.add.reduceat(np.where(complete, duration, 0).astype(np.float64), first)
+        out["self"] = np.add.reduceat(np.where(complete, a["self"][order], 0).astype(np.float64), first)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["mean"] = np.where(n_complete > 0, out["total"] / np.maximum(n_complete, 1), np.nan)
+        # Complete spans of each probe come first within the probe, sorted by duration.
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            index = first + np.floor(q * np.maximum(n_complete - 1, 0)).astype(np.int64)
+            out[name] = np.where(n_complete > 0, duration[index], np.nan)
+        out["max"] = np.where(n_complete > 0, duration[first + np.maximum(n_complete - 1, 0)], 0)
+        return out
+
+    def busy_per_cpu(self) -> dict[int, int]:
+        """Nanoseconds covered by outermost spans, per CPU."""
+        top = self.array[self.array["depth"] == 0]
+        cpus, inverse = np.unique(top["cpu"], return_inverse=True)
+        return dict(zip(cpus.tolist(), np.bincount(inverse, weights=top["duration"]).astype(np.int64).tolist(),
+                        strict=True))
+
+    def to_csv(self, path: str | Path) -> None:
+        names = ["start", "end", "duration", "self", "depth", "cpu", "pid", "tid", "probe", "name", "flags",
+                 "parent", "arg", "ret"]
+        probe_names = np.array([p["name"] for p in self.trace.probes] or [""], dtype=object)
+        a = self.array
+        columns = [a[n] if n != "name" else probe_names[np.minimum(a["probe"], len(probe_names) - 1)] for n in names]
+        with open(path, "w") as f:
+            f.write(",".join(names) + "\n")
+            for row in zip(*(c.tolist() for c in columns), strict=True):
+                f.write(",".join(map(str, row)) + "\n")
+
+    def to_parquet(self, path: str | Path) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError("Parquet needs pyarrow: pip install pyarrow (or export CSV)") from None
+        table = pa.table({name: self.array[name] for name in self.array.dtype.names})
+        names = [p["name"] for p in self.trace.probes]
+        table = table.append_column("name", pa.array([names[i] if i < len(names) else "" for i in self.array["probe"]]))
+        pq.write_table(table, str(path))
+
+
+class Trace:
+    """What a trace file holds (see netprof.load)."""
+
+    def __init__(self, raw: RawTrace):
+        self.raw = raw
+
+    @property
+    def header(self) -> dict:
+        return self.raw.header
+
+    @property
+    def probes(self) -> list[dict]:
+        return self.raw.header["probes"]
+
+    @property
+    def clock(self) -> dict:
+        """Offsets from the capture's CLOCK_MONOTONIC timestamps to wall clock and boot time."""
+        return self.raw.header.get("clock", {})
+
+    @property
+    def events(self) -> np.ndarray:
+        return self.raw.records[Kind.SPANS]
+
+    @property
+    def packets(self) -> np.ndarray:
+        return self.raw.records[Kind.XDP]
+
+    @property
+    def throughput(self) -> np.ndarray:
+        return self.raw.records[Kind.THROUGHPUT]
+
+    @property
+    def memory(self) -> np.ndarray:
+        return self.raw.records[Kind.MEMORY]
+
+    @property
+    def lost(self) -> dict[str, int]:
+        return self.raw.loss
+
+    @property
+    def problems(self) -> list[str]:
+        return self.raw.problems
+
+    def probe_name(self, probe_id: int) -> str:
+        return self.probes[probe_id]["name"] if probe_id < len(self.probes) else f"probe {probe_id}"
+
+    def probe_ids(self, names: str | Iterable[str]) -> list[int]:
+        wanted = {names} if isinstance(names, str) else set(names)
+        found = [p["id"] for p in self.probes if p["name"] in wanted]
+        unknown = wanted - {p["name"] for p in self.probes}
+        if unknown:
+            known = ", ".join(p["name"] for p in self.probes)
+            raise KeyError(f"no probe {sorted(unknown)[0]!r} in this trace (it has: {known})")
+        return found
+
+    @cached_property
+    def instant_probes(self) -> np.ndarray:
+        return np.array([p["id"] for p in self.probes if p["kind"] == "event"], np.uint16)
+
+    @cached_property
+    def time_range(self) -> tuple[int, int]:
+        """First and last timestamp of the capture (ns, CLOCK_MONOTONIC)."""
+        stamps = [a["ts"] for a in (self.events, self.packets, self.throughput, self.memory) if a.size]
+        if not stamps:
+            return 0, 0
+        return int(min(s.min() for s in stamps)), int(max(s.max() for s in stamps))
+
+    @cached_property
+    def all_spans(self) -> np.ndarray:
+        """Spans of every entry/exit probe (instant events left out), sorted by start."""
+        events = self.events
+        if self.instant_probes.size:
+            events = events[~np.isin(events["probe"], self.instant_probes)]
+        if not events.size:
+            return np.empty(0, span_builder.SPAN)
+        return span_builder.build(events, *self.time_range)
+
+    def spans(self, probe: str | Iterable[str] | None = None, cpu: int | Iterable[int] | None = None,
+              pid: int | Iterable[int] | None = None, start: float | None = None, end: float | None = None,
+              ignored_cpus: Iterable[int] = ()) -> Spans:
+        """Spans, optionally of some probes, CPUs, processes, or overlapping [start, end) ns since
+        the start of the capture (the prototype's ``-f START-END``)."""
+        a = self.all_spans
+        keep = np.ones(len(a), bool)
+        if probe is not None:
+            keep &= np.isin(a["probe"], self.probe_ids(probe))
+        if cpu is not None:
+            keep &= np.isin(a["cpu"], list(np.atleast_1d(cpu)))
+        if pid is not None:
+            keep &= np.isin(a["pid"], list(np.atleast_1d(pid)))
+        if ignored_cpus:
+            keep &= ~np.isin(a["cpu"], list(ignored_cpus))
+        origin = self.time_range[0]
+        if start is not None:
+            keep &= a["end"] >= origin + int(start)
+        if end is not None:
+            keep &= a["start"] < origin + int(end)
+        return Spans(a[keep], self)
+
+    def series(self, kind: str, resolution: float) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+        """Throughput ("throughput": bytes/s per (ifindex, direction)) or memory ("memory": bytes per
+        pid) resampled to ``resolution`` ns: {key: (bin start times, values)}."""
+        origin = self.time_range[0]
+        if kind == "throughput":
+            data, keys, value = self.throughput, ("ifindex", "direction"), "bytes"
+        elif kind == "memory":
+            data, keys, value = self.memory, ("pid",), "bytes"
+        else:
+            raise ValueError(f"series of {kind!r}: throughput or memory")
+        out = {}
+        if not data.size:
+            return out
+        bins = ((data["ts"] - origin) // int(resolution)).astype(np.int64)
+        group = np.stack([data[k].astype(np.int64) for k in keys])
+        for key in np.unique(group, axis=1).T:
+            mine = np.all(group.T == key, axis=1)
+            b, v = bins[mine], data[value][mine].astype(np.float64)
+            width = int(b.max()) + 1
+            if kind == "throughput":
+                values = np.bincount(b, weights=v, minlength=width) / (resolution / 1e9)
+            else:  # the last sample in each bin, carried forward over empty bins
+                values = np.full(width, np.nan)
+                values[b] = v
+                filled = np.where(~np.isnan(values), np.arange(width), 0)
+                values = values[np.maximum.accumulate(filled)]
+            out[tuple(int(k) for k in key)] = (origin + np.arange(width) * int(resolution), values)
+        return out
+
+
+def load(path: str | Path, progress: bool | None = None) -> Trace:
+    """Read a trace file: every complete chunk; ``trace.problems`` says what was cut or skipped.
+    A progress bar shows on stderr for large files when stderr is a terminal."""
+    path = Path(path)
+    if progress is None:
+        progress = sys.stderr.isatty() and path.exists() and path.stat().st_size > 256 << 20
+    if not progress:
+        return Trace(read(path))
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"loading {path.name}", total=path.stat().st_size)
+        return Trace(read(path, on_progress=lambda done: bar.update(task, completed=done)))

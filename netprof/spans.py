@@ -126,8 +126,9 @@ def _enclosing_entries(entry: np.ndarray, at: np.ndarray, group_start: np.ndarra
     """For each entry event, the index of the entry that opened its enclosing span (-1 if none):
     the latest entry one level up in the same thread. One vectorised pass per nesting level."""
     out = np.full(len(entry), -1, np.int64)
-    index = np.flatnonzero(entry)                     # entries only: exits never enclose
-    levels, starts = at[index], group_start[index]
+    small = np.int32 if len(entry) < 1 << 31 else np.int64   # half the memory traffic
+    index = np.flatnonzero(entry).astype(small)               # entries only: exits never enclose
+    levels, starts = at[index].astype(small), group_start[index].astype(small)
     for lvl in np.unique(levels):
         latest = np.maximum.accumulate(np.where(levels == lvl, index, -1))
         inner = np.flatnonzero(levels == lvl + 1)

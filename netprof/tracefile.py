@@ -16,6 +16,7 @@ whose checksum fails is skipped and reported. Reading never executes anything fr
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import socket
 import struct
@@ -138,17 +139,33 @@ class RawTrace:
 
 def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
     """Every complete, intact chunk of the trace at ``path``; problems are listed, not raised.
-    ``on_progress(bytes_read)`` is called as the chunks go by."""
+    ``on_progress(bytes_read)`` is called as the chunks go by. The file is mapped, not read:
+    each record kind is copied once, straight into its array."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
     except OSError as err:
         raise TraceError(f"cannot read {path}: {err.strerror}") from None
-    if not data.startswith(MAGIC):
-        what = "empty" if not data else "not a netprof trace (bad magic)"
-        raise TraceError(f"{path} is {what}")
+    if mapped is None:
+        raise TraceError(f"{path} is empty")
+    data = memoryview(mapped)
+    try:
+        return _parse(path, mapped, data, on_progress)
+    finally:
+        data.release()
+        try:
+            mapped.close()
+        except BufferError:  # a view still lives in an exception's traceback: the GC will unmap it
+            pass
+
+
+def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawTrace:
+    if bytes(data[: len(MAGIC)]) != MAGIC:
+        raise TraceError(f"{path} is not a netprof trace (bad magic)")
     header: dict[str, Any] | None = None
-    chunks: dict[Kind, list[bytes]] = {}
+    chunks: dict[Kind, list[tuple[int, int]]] = {}
     lost = {kind: 0 for kind in Kind}
     loss: dict[str, int] = {}
     end = None
@@ -160,7 +177,7 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
             break
         magic, kind, _, count, chunk_lost, crc, _, length = CHUNK.unpack_from(data, offset)
         if magic != CHUNK_MAGIC:
-            resync = data.find(CHUNK_MAGIC, offset + 1)
+            resync = mapped.find(CHUNK_MAGIC, offset + 1)
             problems.append(f"garbage at byte {offset}: " + (f"skipped to byte {resync}" if resync > 0 else
                                                               "nothing readable after it"))
             if resync < 0:
@@ -172,11 +189,13 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
             problems.append(f"last chunk is cut short ({len(data) - start} of {length} bytes): capture was "
                             "interrupted; everything before it is loaded")
             break
-        payload = data[start:stop]
         offset = stop
         if on_progress is not None:
             on_progress(offset)
-        if zlib.crc32(payload) != crc:
+        with data[start:stop] as payload:
+            intact = zlib.crc32(payload) == crc
+            text = bytes(payload) if intact and kind in JSON_KINDS else b""
+        if not intact:
             problems.append(f"chunk at byte {start - CHUNK.size} is corrupt (checksum mismatch): skipped")
             continue
         if kind not in Kind._value2member_map_:
@@ -186,7 +205,7 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
         lost[kind] += chunk_lost
         if kind in JSON_KINDS:
             try:
-                value = json.loads(payload)
+                value = json.loads(text)
             except ValueError:
                 problems.append(f"{kind.name} chunk at byte {start - CHUNK.size} is not JSON: skipped")
                 continue
@@ -197,16 +216,20 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
             elif kind == Kind.END:
                 end = value
             continue
-        chunks.setdefault(kind, []).append(payload)
+        chunks.setdefault(kind, []).append((start, stop))
     if header is None:
         raise TraceError(f"{path} has no readable header chunk")
-    layouts = _layouts(int(header.get("snaplen", 64)))
     records = {}
-    for kind, dtype in layouts.items():
-        parts = chunks.get(kind, [])
-        blob = b"".join(parts)
-        usable = len(blob) - len(blob) % dtype.itemsize
-        if usable != len(blob):
+    for kind, dtype in _layouts(int(header.get("snaplen", 64))).items():
+        spans = chunks.get(kind, [])
+        whole = [(a, b - (b - a) % dtype.itemsize) for a, b in spans]
+        if whole != spans:
             problems.append(f"{kind.name} records are not a whole number of {dtype.itemsize}-byte records")
-        records[kind] = np.frombuffer(blob[:usable], dtype=dtype)
+        out = np.empty(sum(b - a for a, b in whole) // dtype.itemsize, dtype)
+        raw, at = out.view(np.uint8), 0
+        for a, b in whole:
+            with data[a:b] as chunk:
+                raw[at:at + b - a] = np.frombuffer(chunk, np.uint8)
+            at += b - a
+        records[kind] = out
     return RawTrace(path, header, records, lost, loss, end, problems)

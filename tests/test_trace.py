@@ -25,7 +25,8 @@ def make_trace(path, spans_per_probe=100):
         t = T0 + i * 1000
         cpu = i % 2
         rows += [(t, 0, 1, 5, 0, cpu, ENTRY), (t + 100, 0, 1, 5, 1, cpu, ENTRY), (t + 100 + i, 0, 1, 5, 1, cpu, EXIT),
-                 (t + 400, 0, 1, 5, 0, cpu, EXIT), (t + 500, 7, 42, 43, 2, 1, ENTRY), (t + 500 + 10 * i, 0, 42, 43, 2, 1, EXIT)]
+                 (t + 400, 0, 1, 5, 0, cpu, EXIT), (t + 500, 7, 42, 43, 2, 1, ENTRY),
+                 (t + 500 + 10 * i, 0, 42, 43, 2, 1, EXIT)]
     events = np.array(rows, dtype=SPAN_DTYPE)
     packet_dtype = dtype_of(xdp_packet(64))
     packets = np.zeros(20, packet_dtype)

@@ -65,34 +65,39 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     start_event = np.concatenate([opens, lone_entries, none])
     end_event = np.concatenate([closes, np.full(len(lone_entries), -1), lone_exits])
     source = np.where(start_event >= 0, start_event, end_event)
-    ts = ev["ts"]
-    start = np.where(start_event >= 0, ts[np.maximum(start_event, 0)], t_start).astype(np.uint64)
-    end = np.where(end_event >= 0, ts[np.maximum(end_event, 0)], t_end).astype(np.uint64)
     flags = np.concatenate([np.zeros(len(opens), np.uint16), np.full(len(lone_entries), OPEN, np.uint16),
                             np.full(len(lone_exits), ORPHAN, np.uint16)])
-    flags[: len(opens)] |= np.where(ev["probe"][opens] != ev["probe"][closes], MISMATCHED, 0).astype(np.uint16)
-    depth_level = at[source] - 1
-    # Orphan exits can push a thread below level 0: shift each so that its shallowest span is depth 0.
-    depth = depth_level - _group_min(key[source], depth_level)
+    flags[: len(opens)] |= (ev["probe"][opens] != ev["probe"][closes]).astype(np.uint16) * MISMATCHED
 
-    final = np.argsort(depth, kind="stable")
-    final = final[np.argsort(start[final], kind="stable")]      # by start, outer spans first
+    # Emit spans in the file order of the event that starts them (close to time order already), so
+    # that sorting by start time is a near-sorted merge and the gathers below run nearly in sequence.
+    position = np.full(n, -1, np.int64)
+    position[order[source]] = np.arange(len(source))
+    emit = position[position >= 0]
+    ts = ev["ts"]
+    start_of = lambda e: np.where(start_event[e] >= 0, ts[np.maximum(start_event[e], 0)], t_start)  # noqa: E731
+    final = emit[np.argsort(start_of(emit), kind="stable")]
+    se, ee, src = start_event[final], end_event[final], source[final]
+
     spans = np.zeros(len(final), SPAN)
-    spans["start"], spans["end"], spans["depth"], spans["flags"] = start[final], end[final], depth[final], flags[final]
+    spans["start"] = np.where(se >= 0, ts[np.maximum(se, 0)], t_start)
+    spans["end"] = np.where(ee >= 0, ts[np.maximum(ee, 0)], t_end)
     spans["duration"] = spans["end"] - np.minimum(spans["start"], spans["end"])
-    src = source[final]
+    spans["flags"] = flags[final]
+    # Depth: the level the span opened, shifted per thread so that the shallowest is 0 (orphan
+    # exits can take a thread below the level it started at).
+    thread_low = np.minimum.reduceat(at, np.flatnonzero(first))
+    spans["depth"] = at[src] - 1 - (thread_low[key[src]] - 1)
     for name in ("cpu", "pid", "tid", "probe"):
         spans[name] = ev[name][src]
-    se, ee = start_event[final], end_event[final]
     spans["arg"] = np.where(se >= 0, ev["arg"][np.maximum(se, 0)], 0)
     spans["ret"] = np.where(ee >= 0, ev["arg"][np.maximum(ee, 0)], 0)
 
     # Parent: the span opened by the latest earlier entry one level up in the same thread.
     span_of_entry = np.full(n, -1, np.int64)
     span_of_entry[se[se >= 0]] = np.flatnonzero(se >= 0)
-    parent_entry = _enclosing_entries(entry, at, group_start)
-    spans["parent"] = np.where(se >= 0, span_of_entry[parent_entry[np.maximum(se, 0)]], -1)
-    spans["parent"][parent_entry[np.maximum(se, 0)] < 0] = -1
+    parent_entry = _enclosing_entries(entry, at, group_start)[np.maximum(se, 0)]
+    spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_entry[parent_entry], -1)
     has_parent = spans["parent"] >= 0
     child_time = np.bincount(spans["parent"][has_parent], weights=spans["duration"][has_parent], minlength=len(spans))
     spans["self"] = np.maximum(spans["duration"].astype(np.float64) - child_time, 0).astype(np.uint64)
@@ -136,11 +141,3 @@ def _enclosing_entries(entry: np.ndarray, at: np.ndarray, group_start: np.ndarra
             candidate = latest[inner]
             out[index[inner]] = np.where(candidate >= starts[inner], candidate, -1)
     return out
-
-
-def _group_min(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For each element, the minimum of ``values`` over elements with the same key."""
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    lows = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(lows, inverse, values)
-    return lows[inverse]

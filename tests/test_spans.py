@@ -76,7 +76,7 @@ def test_lost_exit_is_reported_as_mismatch_not_hidden():
 @pytest.mark.parametrize("seed", range(5))
 def test_random_well_nested_streams_rebuild_exactly(seed):
     rng = np.random.default_rng(seed)
-    rows, truth, ts = [], [], 0
+    rows, truth, parents, ts = [], [], {}, 0
     for tid in (1, 2, 3):
         stack = []
         for _ in range(300):
@@ -85,6 +85,7 @@ def test_random_well_nested_streams_rebuild_exactly(seed):
                 probe, start = stack.pop()
                 rows.append((ts, EXIT, probe, tid, 0))
                 truth.append((start, ts, probe, len(stack), 0))
+                parents[start] = stack[-1][1] if stack else None
             else:
                 probe = int(rng.integers(0, 16))
                 stack.append((probe, ts))
@@ -94,6 +95,14 @@ def test_random_well_nested_streams_rebuild_exactly(seed):
             probe, start = stack.pop()
             rows.append((ts, EXIT, probe, tid, 0))
             truth.append((start, ts, probe, len(stack), 0))
+            parents[start] = stack[-1][1] if stack else None
     order = rng.permutation(len(rows))
     spans = build(events(*[rows[i] for i in order]))
     assert sorted(as_tuples(spans)) == sorted(truth)
+    found = {int(s["start"]): (int(spans["start"][s["parent"]]) if s["parent"] >= 0 else None) for s in spans}
+    assert found == parents
+    children = {}
+    for s in spans:
+        if s["parent"] >= 0:
+            children[int(s["parent"])] = children.get(int(s["parent"]), 0) + int(s["duration"])
+    assert [int(s["self"]) for s in spans] == [int(s["duration"]) - children.get(i, 0) for i, s in enumerate(spans)]

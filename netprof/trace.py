@@ -10,6 +10,7 @@ statistics and resampled series, all vectorised.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -183,6 +184,8 @@ class Trace:
         """Spans, optionally of some probes, CPUs, processes, or overlapping [start, end) ns since
         the start of the capture (the prototype's ``-f START-END``)."""
         a = self.all_spans
+        if probe is None and cpu is None and pid is None and start is None and end is None and not ignored_cpus:
+            return Spans(a, self)  # no copy of what may be gigabytes
         keep = np.ones(len(a), bool)
         if probe is not None:
             keep &= np.isin(a["probe"], self.probe_ids(probe))
@@ -229,10 +232,31 @@ class Trace:
         return out
 
 
+def _reuse_freed_memory() -> None:
+    """Ask glibc to keep freed blocks for reuse instead of unmapping every array over 32 MiB.
+
+    Span building makes dozens of temporary arrays of the trace's size; mapped afresh each time,
+    their page faults cost more than the work on them (10 M events: 9.1 s down to 5.8 s). The
+    price is that this process keeps its peak heap until it exits: fine for analysis.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, glibc's malloc.h
+_LARGE_TRACE = 64 << 20
+
+
 def load(path: str | Path, progress: bool | None = None) -> Trace:
     """Read a trace file: every complete chunk; ``trace.problems`` says what was cut or skipped.
     A progress bar shows on stderr for large files when stderr is a terminal."""
     path = Path(path)
+    if path.exists() and path.stat().st_size > _LARGE_TRACE:
+        _reuse_freed_memory()
     if progress is None:
         progress = sys.stderr.isatty() and path.exists() and path.stat().st_size > 256 << 20
     if not progress:

@@ -56,6 +56,8 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     k2, at2, entry2 = key[pair_order], at[pair_order], entry[pair_order]
     paired = entry2[:-1] & ~entry2[1:] & (k2[1:] == k2[:-1]) & (at2[1:] == at2[:-1])
     opens, closes = pair_order[:-1][paired], pair_order[1:][paired]
+    opener_of = np.full(n, -1, np.int64)
+    opener_of[closes] = opens
     matched = np.zeros(n, bool)
     matched[opens] = matched[closes] = True
     lone_entries = np.flatnonzero(entry & ~matched)
@@ -96,7 +98,7 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     # Parent: the span opened by the latest earlier entry one level up in the same thread.
     span_of_entry = np.full(n, -1, np.int64)
     span_of_entry[se[se >= 0]] = np.flatnonzero(se >= 0)
-    parent_entry = _enclosing_entries(entry, at, group_start)[np.maximum(se, 0)]
+    parent_entry = _enclosing_entries(entry, group_start, opener_of)[np.maximum(se, 0)]
     spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_entry[parent_entry], -1)
     has_parent = spans["parent"] >= 0
     child_time = np.bincount(spans["parent"][has_parent], weights=spans["duration"][has_parent], minlength=len(spans))
@@ -127,17 +129,33 @@ def _take(records: np.ndarray, order: np.ndarray) -> np.ndarray:
     return blocks[order].view(records.dtype)
 
 
-def _enclosing_entries(entry: np.ndarray, at: np.ndarray, group_start: np.ndarray) -> np.ndarray:
-    """For each entry event, the index of the entry that opened its enclosing span (-1 if none):
-    the latest entry one level up in the same thread. One vectorised pass per nesting level."""
-    out = np.full(len(entry), -1, np.int64)
-    small = np.int32 if len(entry) < 1 << 31 else np.int64   # half the memory traffic
-    index = np.flatnonzero(entry).astype(small)               # entries only: exits never enclose
-    levels, starts = at[index].astype(small), group_start[index].astype(small)
-    for lvl in np.unique(levels):
-        latest = np.maximum.accumulate(np.where(levels == lvl, index, -1))
-        inner = np.flatnonzero(levels == lvl + 1)
-        if inner.size:
-            candidate = latest[inner]
-            out[index[inner]] = np.where(candidate >= starts[inner], candidate, -1)
-    return out
+def _enclosing_entries(entry: np.ndarray, group_start: np.ndarray, opener_of: np.ndarray) -> np.ndarray:
+    """For each entry event, the index of the entry that opened its enclosing span (-1 if none).
+
+    Look at the event just before an entry, in its thread: an entry there is the parent; an exit
+    there closed a sibling, whose parent is ours. Chains of siblings are followed by pointer
+    jumping: work proportional to the events times the log of the longest chain.
+    """
+    n = len(entry)
+    parent = np.full(n, -1, np.int64)
+    pointer = np.full(n, -1, np.int64)
+    idx = np.flatnonzero(entry)
+    prev = idx - 1
+    has_prev = prev >= group_start[idx]
+    prev_entry = entry[np.maximum(prev, 0)]
+    direct = has_prev & prev_entry
+    parent[idx[direct]] = prev[direct]
+    via = idx[has_prev & ~prev_entry]
+    sibling = opener_of[via - 1]                    # -1: the sibling's start was not captured
+    todo = via[sibling >= 0]
+    pointer[todo] = sibling[sibling >= 0]
+    pending = np.zeros(n, bool)
+    pending[todo] = True
+    while todo.size:
+        target = pointer[todo]
+        ready = ~pending[target]
+        parent[todo[ready]] = parent[target[ready]]
+        pending[todo[ready]] = False
+        todo = todo[~ready]
+        pointer[todo] = pointer[pointer[todo]]      # skip ahead along the chain
+    return parent

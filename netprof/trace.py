@@ -51,24 +51,30 @@ class Spans:
         a = self.array
         if not len(a):
             return np.empty(0, STATS)
-        complete_all = a["flags"] == 0
-        order = np.argsort(a["duration"], kind="stable")
-        group = a["probe"].astype(np.uint32) * 2 + ~complete_all  # probe, complete spans first
-        order = order[np.argsort(group[order], kind="stable")]
-        duration, complete, probe = a["duration"][order], complete_all[order], a["probe"][order]
-        probes, first, counts = np.unique(probe, return_index=True, return_counts=True)
-        n_complete = np.add.reduceat(complete.astype(np.int64), first)
+        complete = a["flags"] == 0
+        probes, inverse, counts = np.unique(a["probe"], return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
         out = np.zeros(len(probes), STATS)
-        out["probe"], out["count"], out["incomplete"] = probes, n_complete, counts - n_complete
-        out["total"] = np.add.reduceat(np.where(complete, duration, 0).astype(np.float64), first)
-        out["self"] = np.add.reduceat(np.where(complete, a["self"][order], 0).astype(np.float64), first)
+        out["probe"] = probes
+        out["count"] = np.bincount(inverse, weights=complete, minlength=len(probes)).astype(np.uint64)
+        out["incomplete"] = counts - out["count"]
+        out["total"] = np.bincount(inverse, weights=np.where(complete, a["duration"], 0), minlength=len(probes))
+        out["self"] = np.bincount(inverse, weights=np.where(complete, a["self"], 0), minlength=len(probes))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["mean"] = np.where(n_complete > 0, out["total"] / np.maximum(n_complete, 1), np.nan)
-        # Complete spans of each probe come first within the probe, sorted by duration.
-        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-            index = first + np.floor(q * np.maximum(n_complete - 1, 0)).astype(np.int64)
-            out[name] = np.where(n_complete > 0, duration[index], np.nan)
-        out["max"] = np.where(n_complete > 0, duration[first + np.maximum(n_complete - 1, 0)], 0)
+            out["mean"] = np.where(out["count"] > 0, out["total"] / np.maximum(out["count"], 1), np.nan)
+        # Quantiles by nearest rank (the lower one), with a partial sort per probe instead of a full sort.
+        group = inverse[complete]
+        durations = a["duration"][complete]
+        by_probe = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[by_probe], np.arange(len(probes) + 1))
+        for p in range(len(probes)):
+            d = durations[by_probe[bounds[p]:bounds[p + 1]]]
+            if not d.size:
+                out["p50"][p] = out["p90"][p] = out["p99"][p] = np.nan
+                continue
+            ranks = [int(q * (d.size - 1)) for q in (0.5, 0.9, 0.99)] + [d.size - 1]
+            d = np.partition(d, ranks)
+            out["p50"][p], out["p90"][p], out["p99"][p], out["max"][p] = d[ranks]
         return out
 
     def busy_per_cpu(self) -> dict[int, int]:

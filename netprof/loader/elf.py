@@ -524,7 +524,7 @@ def _find_function(elf: _Elf, name: str) -> _Symbol:
     else:
         hint = "no similar name either"
     if elf.symtab is None:
-        hint += " It has no .symtab, only the functions its .dynsym exports"
+        hint += "; it has no .symtab, only the functions its .dynsym exports"
     raise ElfError(f"no function {name!r} in {elf.path} ({hint})")
 
 

@@ -1,13 +1,19 @@
 # The commands README.md quotes. PYTHON may be overridden: make test PYTHON=python3.12
 PYTHON ?= python3
 
-.PHONY: install test test-unit bench vectors demo
+.PHONY: install test test-unit test-vm bench vectors demo
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 test:
 	$(PYTHON) -m pytest -q
+
+# Kernel-function probes (kprobe, fentry) in a QEMU guest booting Debian's kernel (needs root).
+test-vm:
+	vm/run $(PYTHON) -m pytest -q -p no:cacheprovider -m "vm or root" tests/test_vm.py \
+		tests/test_loader_kernel.py::test_kprobe_attaches_where_the_kernel_has_kprobes_and_says_why_not_here \
+		tests/test_loader_kernel.py::test_fentry_attaches_where_the_kernel_allows_and_says_why_not_here
 
 test-unit:
 	$(PYTHON) -m pytest -q -m 'not root'

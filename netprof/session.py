@@ -125,25 +125,29 @@ class Session:
 
         found = features()
         for function in self.kernel:
+            why_not = []
             if found.has("fentry"):
                 from .loader.btf import BtfError, vmlinux
 
                 try:
                     fn = vmlinux().function(function)
                 except BtfError as err:
-                    raise SessionError(str(err)) from None
-                probe = self._add(function, "kernel", "fentry", function)
-                self._plan.append(("fentry", probe, fn))
-            elif found.has("kprobe"):
-                if not _in_kallsyms(function):
-                    raise SessionError(f"kernel function {function!r} is not in /proc/kallsyms (misspelt, inlined "
-                                       "or in a module that is not loaded)")
-                probe = self._add(function, "kernel", "kprobe", function)
-                self._plan.append(("kprobe", probe, function))
+                    why_not.append(str(err))
+                else:
+                    self._plan.append(("fentry", self._add(function, "kernel", "fentry", function), fn))
+                    continue
             else:
-                raise SessionError(f"cannot probe kernel function {function!r}: this kernel has no kprobes and "
-                                   f"refuses fentry ({found.attach.get('fentry', 'no')}); use --net tracepoints, "
-                                   "or run netprof in the vm/ guest")
+                why_not.append("this kernel refuses fentry")
+            if found.has("kprobe"):
+                if _in_kallsyms(function):
+                    self._plan.append(("kprobe", self._add(function, "kernel", "kprobe", function), function))
+                    continue
+                why_not.append(f"{function!r} is not in /proc/kallsyms (misspelt, inlined, or in a module that is "
+                               "not loaded)")
+            else:
+                why_not.append("this kernel has no kprobes")
+            raise SessionError(f"cannot probe kernel function {function!r}: {'; '.join(why_not)}; use --net "
+                               "tracepoints, or run netprof in the vm/ guest")
 
     def _plan_user(self) -> None:
         for spec in self.user:

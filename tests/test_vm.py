@@ -1,0 +1,48 @@
+"""Kernel-function probes on a kernel that has them: run inside the vm/ guest (make test-vm),
+where Debian's kernel offers kprobes and fentry. Marked ``vm``: the host run leaves them out."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from netprof.loader.features import features
+from netprof.report import load
+
+pytestmark = [pytest.mark.vm, pytest.mark.root]
+
+CALLER = ("import os, sys, time\nwhile not os.path.exists(sys.argv[2]):\n    time.sleep(0.05)\n"
+          "for _ in range(int(sys.argv[1])):\n    os.getpid()\n")
+
+
+def test_guest_kernel_has_kprobes_and_fentry():
+    found = features(refresh=True)
+    assert found.has("kprobe"), found.attach
+    assert found.has("fentry"), found.attach
+
+
+@pytest.mark.parametrize("function,mechanism", [("__x64_sys_getpid", "kprobe"), ("__task_pid_nr_ns", "fentry")])
+def test_attach_kernel_function_spans(function, mechanism, tmp_path):
+    n = 200
+    go = tmp_path / "go"
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, str(n), str(go)])
+    out = tmp_path / "k.trace"
+    capture = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-k", function, "-p", str(caller.pid),
+                                "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    line = capture.stderr.readline()
+    assert line.startswith("Tracing") and f"{mechanism}:{function}" in line, line + capture.stderr.read()
+    go.touch()  # attached: now the calls
+    caller.wait(timeout=120)
+    time.sleep(0.5)
+    capture.send_signal(2)
+    _, err = capture.communicate(timeout=120)
+    assert capture.returncode == 0, err
+    trace = load(out)
+    assert [p["mechanism"] for p in trace.probes] == [mechanism]
+    spans = trace.spans(probe=function)
+    if mechanism == "kprobe":
+        assert len(spans) == n and set(spans["flags"]) == {0}
+    else:  # getpid reaches __task_pid_nr_ns once a call; other paths of the process may too
+        assert len(spans) >= n
+    assert set(spans["pid"]) == {caller.pid}

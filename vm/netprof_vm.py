@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Run a command inside a QEMU guest that boots Debian's own kernel (kprobes and fentry, which
+the host kernel may lack), with the host's root shared read-only and the project read-write.
+
+No disk image: the guest boots Debian's kernel with a small initramfs (busybox and the virtio/9p
+modules) that mounts the host's / over 9p, chroots into it and runs the command with the host's
+own Python. The command's exit status comes back through the project folder (QEMU's own exit
+status says nothing about it). KVM when it works, TCG otherwise.
+
+    vm/prepare                    # once: QEMU, busybox, the kernel package, the initramfs (cached)
+    vm/run python3 -m netprof features
+    vm/run --shell                # an interactive shell in the guest
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KERNEL_PACKAGE = os.environ.get("NETPROF_VM_KERNEL", "linux-image-6.1.0-50-amd64")  # the plain flavour: -cloud has no 9p
+CACHE = Path(os.environ.get("NETPROF_VM_CACHE", Path.home() / ".cache/netprof-vm"))
+PROJECT = Path(__file__).resolve().parent.parent
+MODULES = ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "netfs",
+           "fscache", "9pnet", "9pnet_virtio", "9p"]
+BUSYBOX_APPLETS = ["sh", "mount", "umount", "insmod", "mkdir", "cat", "chroot", "poweroff", "sync", "echo",
+                   "setsid", "cttyhack", "sleep", "ls"]
+MEMORY_MB = int(os.environ.get("NETPROF_VM_MEMORY", "2048"))
+
+INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in {modules}; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+project=$(sed 's/.*netprof.project=\([^ ]*\).*/\1/' /proc/cmdline)
+mode=$(sed 's/.*netprof.mode=\([^ ]*\).*/\1/' /proc/cmdline)
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /host
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 project /host$project
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+mount -t devtmpfs dev /host/dev
+mount -t tmpfs tmpfs /host/tmp
+mount -t tmpfs tmpfs /host/run
+mount -t tmpfs tmpfs /host/var/tmp 2>/dev/null
+mount -t bpf bpf /host/sys/fs/bpf
+mount -t tracefs tracefs /host/sys/kernel/tracing
+mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
+if [ "$mode" = shell ]; then
+    setsid cttyhack chroot /host /usr/bin/env HOME=/tmp /bin/bash -l
+else
+    chroot /host /usr/bin/env HOME=/tmp PYTHONDONTWRITEBYTECODE=1 /bin/sh -c "cd $project && . $project/vm/.run/command"
+    echo $? > /host$project/vm/.run/status
+fi
+sync
+poweroff -f
+"""
+
+
+def say(message: str) -> None:
+    print(f"vm: {message}", file=sys.stderr, flush=True)
+
+
+def apt_install(*packages: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def _cpio(entries: list[tuple[str, int, bytes, int]]) -> bytes:
+    """A newc cpio archive of (name, mode, data, rdev) entries."""
+    out, inode = bytearray(), 1
+    for name, mode, data, rdev in entries + [("TRAILER!!!", 0, b"", 0)]:
+        encoded = name.encode() + b"\0"
+        fields = [inode, mode, 0, 0, 1, 0, len(data), 0, 0, os.major(rdev), os.minor(rdev), len(encoded), 0]
+        out += b"070701" + b"".join(f"{f:08x}".encode() for f in fields) + encoded
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+        inode += 1
+    return bytes(out)
+
+
+def prepare() -> Path:
+    """Install QEMU and busybox if missing, fetch the kernel package, build the initramfs. Idempotent."""
+    missing = [pkg for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static"))
+               if not shutil.which(tool)]
+    if missing:
+        say(f"installing {' '.join(missing)}")
+        apt_install(*missing)
+    guest = CACHE / KERNEL_PACKAGE
+    if (guest / "ready").exists():
+        return guest
+    start = time.monotonic()
+    guest.mkdir(parents=True, exist_ok=True)
+    say(f"fetching {KERNEL_PACKAGE} into {guest}")
+    subprocess.run(["apt-get", "download", KERNEL_PACKAGE], cwd=guest, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    deb = next(guest.glob(f"{KERNEL_PACKAGE}_*.deb"))
+    extracted = guest / "extracted"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(extracted)], check=True)
+    shutil.copy(next((extracted / "boot").glob("vmlinuz-*")), guest / "vmlinuz")
+    modules = {p.name.split(".ko")[0]: p for p in (extracted / "lib/modules").rglob("*.ko*")}
+    busybox = Path(shutil.which("busybox")).read_bytes()
+    entries = [(d, stat.S_IFDIR | 0o755, b"", 0) for d in ("bin", "dev", "proc", "sys", "lib", "lib/modules")]
+    entries.append(("dev/console", stat.S_IFCHR | 0o600, b"", os.makedev(5, 1)))
+    entries.append(("bin/busybox", stat.S_IFREG | 0o755, busybox, 0))
+    entries += [(f"bin/{applet}", stat.S_IFLNK | 0o777, b"busybox", 0) for applet in BUSYBOX_APPLETS]
+    entries.append(("bin/sed", stat.S_IFLNK | 0o777, b"busybox", 0))
+    for name in MODULES:
+        path = modules.get(name)
+        if path is None:
+            continue  # built into this kernel
+        data = path.read_bytes()
+        if path.name.endswith(".xz") or path.name.endswith(".zst"):
+            raise SystemExit(f"vm: compressed module {path.name}: not supported")
+        entries.append((f"lib/modules/{name}.ko", stat.S_IFREG | 0o644, data, 0))
+    init = INIT.replace("{modules}", " ".join(MODULES)).encode()
+    entries.append(("init", stat.S_IFREG | 0o755, init, 0))
+    (guest / "initramfs.cpio.gz").write_bytes(gzip.compress(_cpio(entries), 1))
+    shutil.rmtree(extracted)
+    deb.unlink()
+    (guest / "ready").write_text(KERNEL_PACKAGE)
+    say(f"guest ready in {time.monotonic() - start:.0f} s ({guest})")
+    return guest
+
+
+def _qemu(guest: Path, mode: str, accel: str) -> list[str]:
+    append = f"console=ttyS0 quiet loglevel=1 panic=-1 netprof.project={PROJECT} netprof.mode={mode}"
+    return ["qemu-system-x86_64", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
+            "-m", str(MEMORY_MB), "-smp", str(min(os.cpu_count() or 1, 2)), "-nographic", "-no-reboot",
+            "-kernel", str(guest / "vmlinuz"), "-initrd", str(guest / "initramfs.cpio.gz"), "-append", append,
+            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+            "-virtfs", f"local,path={PROJECT},mount_tag=project,security_model=none,multidevs=remap"]
+
+
+def _accelerator(guest: Path) -> str:
+    """KVM if a guest really boots with it here (it may exist and still fail), else TCG; cached."""
+    choice = guest / "accel"
+    if choice.exists():
+        return choice.read_text()
+    accel = "tcg"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        status = _boot(guest, "true", "kvm", timeout=25, quiet=True)
+        accel = "kvm" if status == 0 else "tcg"
+    choice.write_text(accel)
+    say(f"accelerator: {accel}")
+    return accel
+
+
+def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = False) -> int | None:
+    run_dir = PROJECT / "vm/.run"
+    run_dir.mkdir(exist_ok=True)
+    status = run_dir / "status"
+    status.unlink(missing_ok=True)
+    # The host's PATH (and virtualenv or pyenv settings): "python3" means the host's own Python.
+    keep = [k for k in os.environ if k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH") or k.startswith("PYENV")]
+    exports = "".join(f"export {k}={shlex.quote(os.environ[k])}\n" for k in keep)
+    (run_dir / "command").write_text(exports + command + "\n")
+    out = subprocess.DEVNULL if quiet else None
+    try:
+        subprocess.run(["timeout", "--kill-after=5", str(int(timeout)), *_qemu(guest, "run", accel)],
+                       stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    finally:
+        code = int(status.read_text()) if status.exists() else None
+    return code
+
+
+def run(command: list[str], timeout: float) -> int:
+    guest = prepare()
+    accel = _accelerator(guest)
+    start = time.monotonic()
+    code = _boot(guest, shlex.join(command), accel, timeout)
+    if code is None:
+        say(f"no exit status came back within {timeout:.0f} s (boot or command failed, or timed out)")
+        return 124
+    say(f"{shlex.join(command)} exited {code} after {time.monotonic() - start:.0f} s ({accel})")
+    return code
+
+
+def shell() -> int:
+    guest = prepare()
+    return subprocess.run(_qemu(guest, "shell", _accelerator(guest))).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("prepare")
+    p = sub.add_parser("run")
+    p.add_argument("--shell", action="store_true", help="an interactive shell instead of a command")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("NETPROF_VM_TIMEOUT", "900")))
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        say("needs root (QEMU's 9p export of / and the kernel tests inside)")
+        return 2
+    if args.what == "prepare":
+        prepare()
+        return 0
+    if args.shell:
+        return shell()
+    if not args.command:
+        parser.error("give a command to run in the guest, or --shell")
+    return run(args.command, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,13 +44,15 @@ project=$(sed 's/.*netprof.project=\([^ ]*\).*/\1/' /proc/cmdline)
 mode=$(sed 's/.*netprof.mode=\([^ ]*\).*/\1/' /proc/cmdline)
 mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /host
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 project /host$project
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
 mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
 mount -t tmpfs tmpfs /host/var/tmp 2>/dev/null
+# After the tmpfs mounts, so that a project under /tmp is not hidden by them.
+mkdir -p /host$project 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 project /host$project
 mount -t bpf bpf /host/sys/fs/bpf
 mount -t tracefs tracefs /host/sys/kernel/tracing
 mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
@@ -180,7 +182,8 @@ def run(command: list[str], timeout: float) -> int:
     start = time.monotonic()
     code = _boot(guest, shlex.join(command), accel, timeout)
     if code is None:
-        say(f"no exit status came back within {timeout:.0f} s (boot or command failed, or timed out)")
+        say(f"no exit status came back: the guest did not run the command to its end (see its output above; "
+            f"the limit is {timeout:.0f} s)")
         return 124
     say(f"{shlex.join(command)} exited {code} after {time.monotonic() - start:.0f} s ({accel})")
     return code

@@ -14,6 +14,7 @@ test-vm:
 	vm/run $(PYTHON) -m pytest -q -p no:cacheprovider -m "vm or root" tests/test_vm.py \
 		tests/test_loader_kernel.py::test_kprobe_attaches_where_the_kernel_has_kprobes_and_says_why_not_here \
 		tests/test_loader_kernel.py::test_fentry_attaches_where_the_kernel_allows_and_says_why_not_here
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m vm tests/test_vm_network.py
 
 test-unit:
 	$(PYTHON) -m pytest -q -m 'not root'

@@ -15,6 +15,7 @@ status says nothing about it). KVM when it works, TCG otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import os
 import shlex
@@ -29,9 +30,11 @@ KERNEL_PACKAGE = os.environ.get("NETPROF_VM_KERNEL", "linux-image-6.1.0-50-amd64
 CACHE = Path(os.environ.get("NETPROF_VM_CACHE", Path.home() / ".cache/netprof-vm"))
 PROJECT = Path(__file__).resolve().parent.parent
 MODULES = ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "netfs",
-           "fscache", "9pnet", "9pnet_virtio", "9p"]
+           "fscache", "9pnet", "9pnet_virtio", "9p", "failover", "net_failover", "virtio_net"]
+# vm/run --net: a tap interface between host and guest (the prototype's 192.168.179.0/24 link).
+TAP, HOST_ADDRESS, GUEST_ADDRESS = "npvm0", "192.168.179.1/24", "192.168.179.2/24"
 BUSYBOX_APPLETS = ["sh", "mount", "umount", "insmod", "mkdir", "cat", "chroot", "poweroff", "sync", "echo",
-                   "setsid", "cttyhack", "sleep", "ls"]
+                   "setsid", "cttyhack", "sleep", "ls", "ip"]
 MEMORY_MB = int(os.environ.get("NETPROF_VM_MEMORY", "2048"))
 
 INIT = r"""#!/bin/sh
@@ -42,6 +45,10 @@ mount -t devtmpfs dev /dev
 for m in {modules}; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
 project=$(sed 's/.*netprof.project=\([^ ]*\).*/\1/' /proc/cmdline)
 mode=$(sed 's/.*netprof.mode=\([^ ]*\).*/\1/' /proc/cmdline)
+case "$(cat /proc/cmdline)" in *netprof.net=*)
+    address=$(sed 's/.*netprof.net=\([^ ]*\).*/\1/' /proc/cmdline)
+    ip link set lo up; ip addr add "$address" dev eth0; ip link set eth0 up ;;
+esac
 mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /host
 mount -t proc proc /host/proc
@@ -135,13 +142,17 @@ def prepare() -> Path:
     return guest
 
 
-def _qemu(guest: Path, mode: str, accel: str) -> list[str]:
+def _qemu(guest: Path, mode: str, accel: str, net: bool = False) -> list[str]:
     append = f"console=ttyS0 quiet loglevel=1 panic=-1 netprof.project={PROJECT} netprof.mode={mode}"
+    network = []
+    if net:
+        append += f" netprof.net={GUEST_ADDRESS}"
+        network = ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0"]
     return ["qemu-system-x86_64", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(MEMORY_MB), "-smp", str(min(os.cpu_count() or 1, 2)), "-nographic", "-no-reboot",
             "-kernel", str(guest / "vmlinuz"), "-initrd", str(guest / "initramfs.cpio.gz"), "-append", append,
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={PROJECT},mount_tag=project,security_model=none,multidevs=remap"]
+            "-virtfs", f"local,path={PROJECT},mount_tag=project,security_model=none,multidevs=remap"] + network
 
 
 def _accelerator(guest: Path) -> str:
@@ -158,7 +169,7 @@ def _accelerator(guest: Path) -> str:
     return accel
 
 
-def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = False) -> int | None:
+def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = False, net: bool = False) -> int | None:
     run_dir = PROJECT / "vm/.run"
     run_dir.mkdir(exist_ok=True)
     status = run_dir / "status"
@@ -169,18 +180,33 @@ def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = F
     (run_dir / "command").write_text(exports + command + "\n")
     out = subprocess.DEVNULL if quiet else None
     try:
-        subprocess.run(["timeout", "--kill-after=5", str(int(timeout)), *_qemu(guest, "run", accel)],
+        subprocess.run(["timeout", "--kill-after=5", str(int(timeout)), *_qemu(guest, "run", accel, net)],
                        stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     finally:
         code = int(status.read_text()) if status.exists() else None
     return code
 
 
-def run(command: list[str], timeout: float) -> int:
+class _Tap:
+    """The host end of vm/run --net: tap npvm0 with 192.168.179.1/24, removed afterwards."""
+
+    def __enter__(self):
+        subprocess.run(["ip", "link", "del", TAP], capture_output=True)
+        for cmd in (["ip", "tuntap", "add", "dev", TAP, "mode", "tap"], ["ip", "addr", "add", HOST_ADDRESS, "dev", TAP],
+                    ["ip", "link", "set", TAP, "up"]):
+            subprocess.run(cmd, check=True)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "link", "del", TAP], capture_output=True)
+
+
+def run(command: list[str], timeout: float, net: bool = False) -> int:
     guest = prepare()
     accel = _accelerator(guest)
     start = time.monotonic()
-    code = _boot(guest, shlex.join(command), accel, timeout)
+    with _Tap() if net else contextlib.nullcontext():
+        code = _boot(guest, shlex.join(command), accel, timeout, net=net)
     if code is None:
         say(f"no exit status came back: the guest did not run the command to its end (see its output above; "
             f"the limit is {timeout:.0f} s)")
@@ -189,9 +215,10 @@ def run(command: list[str], timeout: float) -> int:
     return code
 
 
-def shell() -> int:
+def shell(net: bool = False) -> int:
     guest = prepare()
-    return subprocess.run(_qemu(guest, "shell", _accelerator(guest))).returncode
+    with _Tap() if net else contextlib.nullcontext():
+        return subprocess.run(_qemu(guest, "shell", _accelerator(guest), net)).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare")
     p = sub.add_parser("run")
     p.add_argument("--shell", action="store_true", help="an interactive shell instead of a command")
+    p.add_argument("--net", action="store_true",
+                   help=f"a network link to the host: tap {TAP} {HOST_ADDRESS} here, eth0 {GUEST_ADDRESS} in the guest")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("NETPROF_VM_TIMEOUT", "900")))
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -210,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         prepare()
         return 0
     if args.shell:
-        return shell()
+        return shell(args.net)
     if not args.command:
         parser.error("give a command to run in the guest, or --shell")
-    return run(args.command, args.timeout)
+    return run(args.command, args.timeout, args.net)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ The XDP program always returns XDP_PASS: profiling never changes traffic.
 from __future__ import annotations
 
 from ..asm import (
-    FP, R0, R1, R2, R3, R4, R6, R7, R8, R9, U16, U32, U64, Add, Call, Div, Helper, Ja, JEq, JGt, Label, Load,
+    FP, R0, R1, R2, R3, R4, R6, R7, R8, R9, U16, U32, U64, Add, Call, Div, Helper, Ja, JEq, JGt, JLt, Label, Load,
     LoadMapPtr, Mov, Program, Return, Store, Sub,
 )
 from .records import dtype_of, xdp_packet
@@ -41,7 +41,7 @@ def xdp_program(probe: int, snaplen: int) -> Program:
         Label("clamped"),
         Store(R8, at["caplen"], R9, U16),
         Call(Helper.get_smp_processor_id), Store(R8, at["cpu"], R0, U16),
-        JEq(R9, 0, "submit"),
+        JLt(R9, 1, "submit"),  # not "== 0": older verifiers learn the lower bound only from this
         Mov(R1, R6), Mov(R2, 0), Mov(R3, R8), Add(R3, at["data"]), Mov(R4, R9),
         Call(Helper.xdp_load_bytes),
         Label("submit"),

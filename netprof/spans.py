@@ -36,67 +36,82 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
 
     # Events by thread, then time. Stable sorts on one key at a time beat lexsort several times
     # over (events arrive nearly in time order); whole records move as opaque bytes.
+    index = np.int32 if n < 1 << 31 else np.int64    # half the memory traffic of int64 indices
     dense = _dense(thread_keys(events))              # small ints: numpy radix-sorts them
-    order = np.argsort(events["ts"], kind="stable")
+    order = np.argsort(events["ts"], kind="stable").astype(index)
     order = order[np.argsort(dense[order], kind="stable")]
     ev = _take(events, order)
     key = dense[order].astype(np.int64)
+    del dense
 
     entry = ev["kind"] == ENTRY
     step = np.where(entry, 1, -1).astype(np.int64)
     level = np.cumsum(step)
     first = np.r_[True, key[1:] != key[:-1]]
-    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    group_start = np.maximum.accumulate(np.where(first, np.arange(n, dtype=index), 0))
     level -= (level - step)[group_start]             # level after each event, per thread
     at = np.where(entry, level, level + 1)           # the level an entry opens / an exit closes
+    del step, level
 
     # An entry is matched with the next exit at its level in its thread.
     low = int(at.min())
     pair_order = np.argsort(_small(key * (int(at.max()) - low + 1) + (at - low)), kind="stable")
     k2, at2, entry2 = key[pair_order], at[pair_order], entry[pair_order]
     paired = entry2[:-1] & ~entry2[1:] & (k2[1:] == k2[:-1]) & (at2[1:] == at2[:-1])
-    opens, closes = pair_order[:-1][paired], pair_order[1:][paired]
-    opener_of = np.full(n, -1, np.int64)
+    del k2, at2, entry2
+    probe2 = ev["probe"][pair_order]
+    mismatched = probe2[:-1][paired] != probe2[1:][paired]   # an exit lost in between
+    del probe2
+    opens, closes = pair_order[:-1][paired].astype(index), pair_order[1:][paired].astype(index)
+    del pair_order, paired
+    opener_of = np.full(n, -1, index)
     opener_of[closes] = opens
     matched = np.zeros(n, bool)
     matched[opens] = matched[closes] = True
-    lone_entries = np.flatnonzero(entry & ~matched)
-    lone_exits = np.flatnonzero(~entry & ~matched)
+    lone_entries = np.flatnonzero(entry & ~matched).astype(index)
+    lone_exits = np.flatnonzero(~entry & ~matched).astype(index)
+    del matched
 
-    none = np.full(len(lone_exits), -1)
+    none = np.full(len(lone_exits), -1, index)
     start_event = np.concatenate([opens, lone_entries, none])
-    end_event = np.concatenate([closes, np.full(len(lone_entries), -1), lone_exits])
+    end_event = np.concatenate([closes, np.full(len(lone_entries), -1, index), lone_exits])
     source = np.where(start_event >= 0, start_event, end_event)
     flags = np.concatenate([np.zeros(len(opens), np.uint16), np.full(len(lone_entries), OPEN, np.uint16),
                             np.full(len(lone_exits), ORPHAN, np.uint16)])
-    flags[: len(opens)] |= (ev["probe"][opens] != ev["probe"][closes]).astype(np.uint16) * MISMATCHED
+    flags[: len(opens)] |= mismatched.astype(np.uint16) * MISMATCHED
 
     # Emit spans in the file order of the event that starts them (close to time order already), so
     # that sorting by start time is a near-sorted merge and the gathers below run nearly in sequence.
-    position = np.full(n, -1, np.int64)
-    position[order[source]] = np.arange(len(source))
+    position = np.full(n, -1, index)
+    position[order[source]] = np.arange(len(source), dtype=index)
     emit = position[position >= 0]
+    del position
     ts = ev["ts"]
     start_of = lambda e: np.where(start_event[e] >= 0, ts[np.maximum(start_event[e], 0)], t_start)  # noqa: E731
     final = emit[np.argsort(start_of(emit), kind="stable")]
+    del emit
     se, ee, src = start_event[final], end_event[final], source[final]
+    flags = flags[final]
+    del start_event, end_event, source, final
 
-    spans = np.zeros(len(final), SPAN)
+    spans = np.zeros(len(se), SPAN)
     spans["start"] = np.where(se >= 0, ts[np.maximum(se, 0)], t_start)
     spans["end"] = np.where(ee >= 0, ts[np.maximum(ee, 0)], t_end)
     spans["duration"] = spans["end"] - np.minimum(spans["start"], spans["end"])
-    spans["flags"] = flags[final]
+    spans["flags"] = flags
     # Depth: the level the span opened, shifted per thread so that the shallowest is 0 (orphan
     # exits can take a thread below the level it started at).
     thread_low = np.minimum.reduceat(at, np.flatnonzero(first))
     spans["depth"] = at[src] - 1 - (thread_low[key[src]] - 1)
+    of_source = _take(ev, src)                      # one gather of whole records, then plain copies
     for name in ("cpu", "pid", "tid", "probe"):
-        spans[name] = ev[name][src]
+        spans[name] = of_source[name]
+    del of_source
     spans["arg"] = np.where(se >= 0, ev["arg"][np.maximum(se, 0)], 0)
     spans["ret"] = np.where(ee >= 0, ev["arg"][np.maximum(ee, 0)], 0)
 
     # Parent: the span opened by the latest earlier entry one level up in the same thread.
-    span_of_entry = np.full(n, -1, np.int64)
+    span_of_entry = np.full(n, -1, index)
     span_of_entry[se[se >= 0]] = np.flatnonzero(se >= 0)
     parent_entry = _enclosing_entries(entry, group_start, opener_of)[np.maximum(se, 0)]
     spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_entry[parent_entry], -1)
@@ -137,9 +152,10 @@ def _enclosing_entries(entry: np.ndarray, group_start: np.ndarray, opener_of: np
     jumping: work proportional to the events times the log of the longest chain.
     """
     n = len(entry)
-    parent = np.full(n, -1, np.int64)
-    pointer = np.full(n, -1, np.int64)
-    idx = np.flatnonzero(entry)
+    index = opener_of.dtype
+    parent = np.full(n, -1, index)
+    pointer = np.full(n, -1, index)
+    idx = np.flatnonzero(entry).astype(index)
     prev = idx - 1
     has_prev = prev >= group_start[idx]
     prev_entry = entry[np.maximum(prev, 0)]

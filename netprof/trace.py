@@ -26,6 +26,16 @@ STATS = np.dtype([("probe", "<u2"), ("count", "<u8"), ("incomplete", "<u8"), ("t
                   ("mean", "<f8"), ("p50", "<f8"), ("p90", "<f8"), ("p99", "<f8"), ("max", "<u8")])
 
 
+def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct values, each element's group index, group sizes) of small non-negative ints,
+    by counting instead of sorting."""
+    counts = np.bincount(values)
+    present = np.flatnonzero(counts)
+    lookup = np.zeros(len(counts), np.int64)
+    lookup[present] = np.arange(len(present))
+    return present.astype(values.dtype), lookup[values], counts[present]
+
+
 @dataclass
 class Spans:
     """A selection of spans (``array``: dtype netprof.spans.SPAN) of one trace."""
@@ -52,8 +62,7 @@ class Spans:
         if not len(a):
             return np.empty(0, STATS)
         complete = a["flags"] == 0
-        probes, inverse, counts = np.unique(a["probe"], return_inverse=True, return_counts=True)
-        inverse = inverse.ravel()
+        probes, inverse, counts = _groups(a["probe"])
         out = np.zeros(len(probes), STATS)
         out["probe"] = probes
         out["count"] = np.bincount(inverse, weights=complete, minlength=len(probes)).astype(np.uint64)
@@ -80,9 +89,9 @@ class Spans:
     def busy_per_cpu(self) -> dict[int, int]:
         """Nanoseconds covered by outermost spans, per CPU."""
         top = self.array[self.array["depth"] == 0]
-        cpus, inverse = np.unique(top["cpu"], return_inverse=True)
-        return dict(zip(cpus.tolist(), np.bincount(inverse, weights=top["duration"]).astype(np.int64).tolist(),
-                        strict=True))
+        cpus, inverse, _ = _groups(top["cpu"])
+        busy = np.bincount(inverse, weights=top["duration"], minlength=len(cpus)).astype(np.int64)
+        return dict(zip(cpus.tolist(), busy.tolist(), strict=True))
 
     def to_csv(self, path: str | Path) -> None:
         names = ["start", "end", "duration", "self", "depth", "cpu", "pid", "tid", "probe", "name", "flags",

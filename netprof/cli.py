@@ -155,6 +155,12 @@ def _config(path: str) -> dict:
     unknown = set(config) - known
     if unknown:
         raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+    kinds = {"net": bool, "throughput": bool, "memory": bool, "pid": int, "snaplen": int, "duration": (int, float),
+             "memory_interval": (int, float), "output": str, "xdp_mode": str}
+    for key, value in config.items():
+        wanted = kinds.get(key, (str, list))
+        if not isinstance(value, wanted) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+            raise UsageError(f"config {path}: {key} = {value!r} has the wrong type")
     return config
 
 
@@ -167,7 +173,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     config = _config(args.config) if args.config else {}
     kernel, user, tracepoints = _probe_names(args)
     as_list = lambda v: [v] if isinstance(v, str) else list(v or ())  # noqa: E731
-    kernel += [k for k in as_list(config.get("kernel")) if k not in kernel]
+    kernel += [k for k in _split(as_list(config.get("kernel"))) if k not in kernel]
     user += [u for u in as_list(config.get("user")) if u not in user]
     tracepoints += as_list(config.get("tracepoints"))
     xdp = _split(args.xdp) + as_list(config.get("xdp"))
@@ -182,8 +188,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
         session = Session(kernel=kernel, user=user, net=args.net or config.get("net", False), tracepoints=tracepoints,
                           xdp=xdp, throughput=args.throughput or config.get("throughput", False),
                           memory=args.memory or config.get("memory", False), pid=pid, output=output,
-                          snaplen=args.snaplen or config.get("snaplen", 64),
-                          memory_interval=(args.memory_interval or config.get("memory_interval", 10)) / 1000,
+                          snaplen=args.snaplen if args.snaplen is not None else config.get("snaplen", 64),
+                          memory_interval=(args.memory_interval if args.memory_interval is not None
+                                           else config.get("memory_interval", 10)) / 1000,
                           xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"), status=args.verbose > 0)
     except SessionError as err:
         raise UsageError(str(err)) from None

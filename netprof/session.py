@@ -91,7 +91,7 @@ class Session:
                  snaplen: int = 64, memory_interval: float = 0.01, bin_ms: float = 10.0,
                  xdp_mode: str = "auto", status: bool = False):
         self.kernel, self.user, self.net, self.tracepoints = list(kernel), list(user), net, list(tracepoints)
-        self.xdp, self.throughput, self.memory, self.pid = list(xdp), throughput, memory, pid
+        self.xdp, self.throughput, self.memory, self.pid = list(dict.fromkeys(xdp)), throughput, memory, pid
         self.output, self.snaplen, self.memory_interval = Path(output), snaplen, memory_interval
         self.bin_ns, self.xdp_mode, self.status = int(bin_ms * 1e6), xdp_mode, status
         if not (self.kernel or self.user or self.net or self.tracepoints or self.xdp or throughput or memory):
@@ -105,6 +105,8 @@ class Session:
         self._stack = contextlib.ExitStack()   # maps, ring buffers, the trace file
         self._links = contextlib.ExitStack()   # programs and attachments: closed first
         self._pending_loss = 0
+        self._programs: list = []             # (probe id, program): the kernel counts their recursion misses
+        self._missed: dict[int, tuple[int, int]] = {}  # id(program) -> (probe id, misses), last read
         self._writer: TraceWriter | None = None
         self._plan: list = []
         self._lost_seen: dict[int, int] = {}
@@ -114,6 +116,8 @@ class Session:
     # --- planning: everything checked before anything is attached ---------------------------------
 
     def _add(self, name: str, kind: str, mechanism: str, target: str = "", cost: float | None = None) -> Probe:
+        if any(p.name == name for p in self.probes):
+            name = f"{name}#{len(self.probes)}"  # two targets with one short name: keep them apart
         probe = Probe(len(self.probes), name, kind, mechanism, target, cost)
         self.probes.append(probe)
         return probe
@@ -199,6 +203,9 @@ class Session:
     def __enter__(self) -> Session:
         if os.geteuid() != 0:
             raise SessionError("needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo")
+        folder = self.output.resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise SessionError(f"cannot write the trace {self.output}: {folder} is not a writable folder")
         self._plan_kernel()
         self._plan_user()
         self._plan_net()
@@ -231,30 +238,46 @@ class Session:
             command=" ".join(sys.argv), interfaces={str(i): name for i, name in socket.if_nameindex()}))
         self._stack.callback(self._writer.close)
 
-    def _prog(self, program, prog_type: ProgType, name: str, maps: dict, **kwargs):
-        return self._links.enter_context(load(program, prog_type, name=name, maps=maps, **kwargs))
+    def _prog(self, program, prog_type: ProgType, name: str, maps: dict, probe: Probe | None = None, **kwargs):
+        prog = self._links.enter_context(load(program, prog_type, name=name, maps=maps, **kwargs))
+        if probe is not None:
+            self._programs.append((probe.id, prog))
+        return prog
 
     def _link(self, link) -> None:
         self._links.enter_context(link)
 
     def _attach_fentry(self, probe: Probe, fn, maps: dict) -> None:
+        try:
+            self._attach_fentry_programs(probe, fn, maps)
+        except BpfError as err:
+            from .loader.features import features
+
+            if not (features().has("kprobe") and _in_kallsyms(probe.target)):
+                raise
+            log.info("fentry on %s refused (%s): using kprobes", probe.target, err)
+            probe.mechanism = "kprobe"
+            self._attach_kprobe(probe, probe.target, maps)
+
+    def _attach_fentry_programs(self, probe: Probe, fn, maps: dict) -> None:
         nargs = fn.nargs
         ends = [(AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None),
                 (AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs))]
         for attach_type, kind, arg in ends:
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACING,
-                              f"np_{probe.name}", maps, expected_attach_type=attach_type, attach_btf_id=fn.id)
+                              f"np_{probe.name}", maps, probe, expected_attach_type=attach_type, attach_btf_id=fn.id)
             self._link(attach.attach_tracing(prog))
 
     def _attach_kprobe(self, probe: Probe, function: str, maps: dict) -> None:
         for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.KPROBE,
-                              f"np_{probe.name}", maps)
+                              f"np_{probe.name}", maps, probe)
             self._link(attach.attach_kprobe(prog, function, ret=ret))
 
     def _attach_uprobe(self, probe: Probe, target: elf.UprobeTarget, maps: dict) -> None:
         for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
-            prog = self._prog(spans.span_program(probe.id, kind, arg), ProgType.KPROBE, f"np_{probe.name}", maps)
+            prog = self._prog(spans.span_program(probe.id, kind, arg), ProgType.KPROBE, f"np_{probe.name}", maps,
+                              probe)
             self._link(attach.attach_uprobe(prog, target.path, target.offset, ret=ret,
                                             pid=self.pid if self.pid is not None else -1,
                                             description=f"{'uretprobe' if ret else 'uprobe'}:{target}"))
@@ -266,21 +289,21 @@ class Session:
             field_ = next((fmt[n] for n in field_names if n in fmt), None)
             arg = spans.Arg(field_.offset, field_.size) if field_ and field_.size in (1, 2, 4, 8) else None
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACEPOINT,
-                              f"np_{probe.name}", maps)
+                              f"np_{probe.name}", maps, probe)
             self._link(attach.attach_tracepoint(prog, tracepoint))
 
     def _attach_event(self, probe: Probe, what, maps: dict) -> None:
         tracepoint, field_ = what
         arg = spans.Arg(field_.offset, field_.size) if field_ and field_.size in (1, 2, 4, 8) else None
         prog = self._prog(spans.span_program(probe.id, ENTRY, arg, self.pid), ProgType.TRACEPOINT,
-                          f"np_{probe.name}", maps)
+                          f"np_{probe.name}", maps, probe)
         self._link(attach.attach_tracepoint(prog, tracepoint))
 
     def _attach_xdp(self, probe: Probe, ifname: str, maps: dict) -> None:
         from .loader.xdp import attach_xdp
 
         prog = self._prog(packets.xdp_program(probe.id, self.snaplen), ProgType.XDP, "np_xdp",
-                          {"packets": self.packets.map, "lost": self.lost})
+                          {"packets": self.packets.map, "lost": self.lost}, probe)
         try:
             self._link(attach_xdp(prog, ifname, mode=self.xdp_mode))
         except BpfError as err:
@@ -344,11 +367,19 @@ class Session:
                 self.summary.packets += int(batch.size)
 
     def _lost_by_probe(self) -> dict[int, int]:
+        """Per probe: records the ring buffer had no room for, plus hits the kernel skipped because
+        another BPF program was already running on that CPU (bpf_prog_info.recursion_misses)."""
         out = {}
         for probe in self.probes:
             total = sum(self.lost[probe.id])
             if total:
                 out[probe.id] = total
+        for probe_id, prog in self._programs:
+            if prog.fd >= 0:
+                self._missed[id(prog)] = (probe_id, prog.info().recursion_misses)
+        for probe_id, missed in self._missed.values():
+            if missed:
+                out[probe_id] = out.get(probe_id, 0) + missed
         return out
 
     def _check_loss(self) -> None:

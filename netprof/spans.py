@@ -15,7 +15,7 @@ from .probes.records import ENTRY
 
 OPEN, ORPHAN, MISMATCHED = 1, 2, 4  # span flags
 
-SPAN = np.dtype([("start", "<u8"), ("end", "<u8"), ("duration", "<u8"), ("self", "<u8"), ("depth", "<u2"),
+SPAN = np.dtype([("start", "<u8"), ("end", "<u8"), ("duration", "<u8"), ("self", "<u8"), ("depth", "<u4"),
                  ("cpu", "<u2"), ("probe", "<u2"), ("flags", "<u2"), ("pid", "<u4"), ("tid", "<u4"),
                  ("parent", "<i8"), ("arg", "<u8"), ("ret", "<u8")])
 
@@ -87,8 +87,9 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     emit = position[position >= 0]
     del position
     ts = ev["ts"]
-    start_of = lambda e: np.where(start_event[e] >= 0, ts[np.maximum(start_event[e], 0)], t_start)  # noqa: E731
-    final = emit[np.argsort(start_of(emit), kind="stable")]
+    first_start = start_event[emit]
+    final = emit[np.argsort(np.where(first_start >= 0, ts[np.maximum(first_start, 0)], t_start), kind="stable")]
+    del first_start
     del emit
     se, ee, src = start_event[final], end_event[final], source[final]
     flags = flags[final]

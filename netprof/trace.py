@@ -219,10 +219,13 @@ class Trace:
 
     def series(self, kind: str, resolution: float) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
         """Throughput ("throughput": bytes/s per (ifindex, direction)) or memory ("memory": bytes per
-        pid) resampled to ``resolution`` ns: {key: (bin start times, values)}."""
+        pid) resampled to ``resolution`` ns (throughput: never finer than the capture's kernel bins):
+        {key: (bin start times, values)}."""
         origin = self.time_range[0]
         if kind == "throughput":
             data, keys, value = self.throughput, ("ifindex", "direction"), "bytes"
+            # The kernel counted in bins of bin_ns: finer bins would put a whole bin's bytes in one.
+            resolution = max(resolution, self.header.get("bin_ns", 0))
         elif kind == "memory":
             data, keys, value = self.memory, ("pid",), "bytes"
         else:

@@ -66,7 +66,8 @@ class TraceWriter:
 
     def __init__(self, path: str | os.PathLike, header: dict[str, Any]):
         self.path = Path(path)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # O_NOFOLLOW: as root, never truncate and re-own whatever a planted symlink points at.
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         os.fchmod(self.fd, 0o600)
         _give_to_sudo_caller(self.fd)
         self.bytes = 0
@@ -86,7 +87,15 @@ class TraceWriter:
             payload, count = records, count or 0
         header = CHUNK.pack(CHUNK_MAGIC, kind, 0, count, min(lost, 0xFFFF_FFFF), zlib.crc32(payload), 0,
                             len(payload))
-        self.bytes += os.writev(self.fd, [header, payload])
+        pending = [memoryview(header), memoryview(payload).cast("B")]
+        while pending:  # writev may write less than asked (a full disk, a signal)
+            done = os.writev(self.fd, pending)
+            self.bytes += done
+            while pending and done >= len(pending[0]):
+                done -= len(pending[0])
+                pending.pop(0)
+            if pending and done:
+                pending[0] = pending[0][done:]
 
     def write_json(self, kind: Kind, value: dict[str, Any]) -> None:
         self.write(kind, json.dumps(value, sort_keys=True).encode(), count=1)
@@ -186,9 +195,15 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
             continue
         start, stop = offset + CHUNK.size, offset + CHUNK.size + length
         if stop > len(data):
-            problems.append(f"last chunk is cut short ({len(data) - start} of {length} bytes): capture was "
-                            "interrupted; everything before it is loaded")
-            break
+            # A file cut short, or a corrupt length field: the length is outside the checksum.
+            resync = mapped.find(CHUNK_MAGIC, offset + 1)
+            if resync < 0:
+                problems.append(f"last chunk is cut short ({len(data) - start} of {length} bytes): capture was "
+                                "interrupted; everything before it is loaded")
+                break
+            problems.append(f"chunk at byte {offset} claims {length} bytes, past the end: skipped to byte {resync}")
+            offset = resync
+            continue
         offset = stop
         if on_progress is not None:
             on_progress(offset)
@@ -196,7 +211,11 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
             intact = zlib.crc32(payload) == crc
             text = bytes(payload) if intact and kind in JSON_KINDS else b""
         if not intact:
+            # Its length may be what is corrupt: look for the next chunk rather than trusting it.
+            resync = mapped.find(CHUNK_MAGIC, start - CHUNK.size + 1)
             problems.append(f"chunk at byte {start - CHUNK.size} is corrupt (checksum mismatch): skipped")
+            if 0 < resync < offset:
+                offset = resync
             continue
         if kind not in Kind._value2member_map_:
             problems.append(f"chunk of unknown kind {kind} at byte {start - CHUNK.size}: skipped")

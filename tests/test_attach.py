@@ -159,6 +159,7 @@ def stripped_copy(target_program, tmp_path):
     (["-x", "npnosuchif0"], "no network interface 'npnosuchif0'"),
     (["--net", "--snaplen", "7"], "snap length 7"),
     (["-c", "CONFIG"], "not valid TOML"),
+    (["-c", "TYPED"], "duration = '10' has the wrong type"),
     (["foo:bar"], "cannot read probe 'foo:bar'"),
     (["--net", "-p", "999999999"], "no process 999999999"),
     (["--net", "-d", "-1"], "duration must be positive"),
@@ -167,8 +168,10 @@ def stripped_copy(target_program, tmp_path):
 def test_bad_input_is_one_line_and_exit_2(args, message, target_program, tmp_path):
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("user = [unclosed\n")
+    typed = tmp_path / "typed.toml"
+    typed.write_text('net = true\nduration = "10"\n')
     replace = {"TARGET": str(target_program), "STRIPPED": str(stripped_copy(target_program, tmp_path)),
-               "CONFIG": str(bad_config)}
+               "CONFIG": str(bad_config), "TYPED": str(typed)}
     for placeholder, value in replace.items():
         args = [a.replace(placeholder, value) for a in args]
     result = subprocess.run([sys.executable, "-m", "netprof", "attach", *args, "-o", str(tmp_path / "x.trace")],
@@ -178,6 +181,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message, target_program, tmp_pat
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("netprof attach: "), lines
     if "-k" in args:
         assert "no kprobes" in lines[0] or "kallsyms" in lines[0] or "BTF" in lines[0]
+
+
+def test_unwritable_output_is_refused_before_attaching(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "netprof", "attach", "--net", "-o", "/nonexistent/dir/x.trace"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("netprof attach: cannot write the trace /nonexistent/dir/x.trace: /nonexistent/dir "
+                                     "is not a writable folder")
 
 
 def test_not_root_is_one_line_and_exit_2(tmp_path):

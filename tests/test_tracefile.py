@@ -119,3 +119,17 @@ def test_file_is_given_to_the_sudo_caller(tmp_path, monkeypatch):
     path = tmp_path / "t.trace"
     write_trace(path)
     assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+
+
+def test_corrupt_length_field_loses_only_that_chunk(tmp_path):
+    import struct
+
+    path = tmp_path / "t.trace"
+    write_trace(path)
+    data = bytearray(path.read_bytes())
+    second = data.index(b"NPCK", data.index(b"NPCK", data.index(b"NPCK") + 1) + 1)
+    struct.pack_into("<Q", data, second + 24, 1 << 40)  # the length field is outside the checksum
+    path.write_bytes(bytes(data))
+    raw = read(path)
+    assert len(raw.records[Kind.SPANS]) == 400 and raw.end == {"seconds": 1.5}
+    assert any("past the end" in p for p in raw.problems)

@@ -118,7 +118,10 @@ def attach_xdp(prog: BpfProgram, ifname: str, mode: str = "auto", replace: bool 
     detach_stale()
     with IPRoute() as ipr:
         ifindex = _ifindex(ipr, ifname)
-        existing, _ = current(ipr, ifindex)
+        try:
+            existing, _ = current(ipr, ifindex)
+        except NetlinkError as err:
+            raise BpfError(err.code, f"attach XDP to {ifname}: {os.strerror(err.code)}") from None
         if existing and not replace:
             raise BpfError(errno.EBUSY, f"attach XDP to {ifname}: program id {existing} is already attached "
                                         "(detach it, or ask to replace it)")
@@ -135,7 +138,12 @@ def attach_xdp(prog: BpfProgram, ifname: str, mode: str = "auto", replace: bool 
             prog_id, attached_mode = current(ipr, ifindex)
             record = XdpRecord(ifindex, ifname, _netns(), prog_id, attached_mode or candidate, os.getpid(),
                                _start_time(os.getpid()), time.time())
-            _save(record)
+            try:
+                _save(record)
+            except OSError as err:  # no record, no attachment: netprof detach could never find it
+                _set(ipr, ifindex, -1, MODES[candidate])
+                raise BpfError(err.errno or errno.EIO, f"attach XDP to {ifname}: cannot record it in {RECORDS}: "
+                                                       f"{err.strerror}") from None
             return XdpLink(record)
     code = last.code if last is not None else errno.EINVAL
     raise BpfError(code, f"attach XDP to {ifname} in {'/'.join(tried)} mode: {os.strerror(code)}")

@@ -20,12 +20,6 @@ SPAN = np.dtype([("start", "<u8"), ("end", "<u8"), ("duration", "<u8"), ("self",
                  ("parent", "<i8"), ("arg", "<u8"), ("ret", "<u8")])
 
 
-def thread_keys(events: np.ndarray) -> np.ndarray:
-    """tid, or -(cpu + 1) for the idle task (tid 0) on each CPU."""
-    tid = events["tid"].astype(np.int64)
-    return np.where(tid == 0, -(events["cpu"].astype(np.int64) + 1), tid)
-
-
 def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = None) -> np.ndarray:
     """Spans (dtype SPAN, sorted by start) from entry/exit events (dtype SPAN_DTYPE)."""
     n = len(events)
@@ -37,25 +31,25 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     # Events by thread, then time. Stable sorts on one key at a time beat lexsort several times
     # over (events arrive nearly in time order); whole records move as opaque bytes.
     index = np.int32 if n < 1 << 31 else np.int64    # half the memory traffic of int64 indices
-    dense = _dense(thread_keys(events))              # small ints: numpy radix-sorts them
+    dense = _dense(_thread_codes(events))            # small ints: numpy radix-sorts them
     order = np.argsort(events["ts"], kind="stable").astype(index)
     order = order[np.argsort(dense[order], kind="stable")]
     ev = _take(events, order)
-    key = dense[order].astype(np.int64)
+    key = dense[order]
     del dense
 
     entry = ev["kind"] == ENTRY
-    step = np.where(entry, 1, -1).astype(np.int64)
-    level = np.cumsum(step)
+    step = entry.astype(index) * 2 - 1               # +1 entry, -1 exit
+    level = np.cumsum(step, dtype=index)
     first = np.r_[True, key[1:] != key[:-1]]
     group_start = np.maximum.accumulate(np.where(first, np.arange(n, dtype=index), 0))
     level -= (level - step)[group_start]             # level after each event, per thread
-    at = np.where(entry, level, level + 1)           # the level an entry opens / an exit closes
+    at = level + ~entry                              # the level an entry opens / an exit closes
     del step, level
 
     # An entry is matched with the next exit at its level in its thread.
     low = int(at.min())
-    pair_order = np.argsort(_small(key * (int(at.max()) - low + 1) + (at - low)), kind="stable")
+    pair_order = np.argsort(_small(key.astype(np.int64) * (int(at.max()) - low + 1) + (at - low)), kind="stable")
     k2, at2, entry2 = key[pair_order], at[pair_order], entry[pair_order]
     paired = entry2[:-1] & ~entry2[1:] & (k2[1:] == k2[:-1]) & (at2[1:] == at2[:-1])
     del k2, at2, entry2
@@ -95,7 +89,7 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     flags = flags[final]
     del start_event, end_event, source, final
 
-    spans = np.zeros(len(se), SPAN)
+    spans = np.empty(len(se), SPAN)  # every field is written below
     spans["start"] = np.where(se >= 0, ts[np.maximum(se, 0)], t_start)
     spans["end"] = np.where(ee >= 0, ts[np.maximum(ee, 0)], t_end)
     spans["duration"] = spans["end"] - np.minimum(spans["start"], spans["end"])
@@ -122,14 +116,22 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     return spans
 
 
+def _thread_codes(events: np.ndarray) -> np.ndarray:
+    """One non-negative code per thread: the tid, or past the largest tid, one per CPU for tid 0."""
+    tid = events["tid"]
+    top = int(tid.max()) + 1
+    return np.where(tid == 0, events["cpu"].astype(np.uint32) + top, tid)
+
+
 def _dense(keys: np.ndarray) -> np.ndarray:
     """Keys renumbered 0..k-1 in their order, in the smallest unsigned type that holds them."""
     low, high = int(keys.min()), int(keys.max())
     if high - low < 1 << 24:  # a lookup table beats sorting for tids (pid_max is at most 4 M)
+        shifted = keys - keys.dtype.type(low) if low else keys
         present = np.zeros(high - low + 1, bool)
-        present[keys - low] = True
-        ranks = np.cumsum(present) - 1
-        return _small(ranks[keys - low])
+        present[shifted] = True
+        ranks = _small(np.cumsum(present) - 1)
+        return ranks[shifted]
     return _small(np.unique(keys, return_inverse=True)[1].ravel())
 
 

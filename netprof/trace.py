@@ -31,7 +31,7 @@ def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     by counting instead of sorting."""
     counts = np.bincount(values)
     present = np.flatnonzero(counts)
-    lookup = np.zeros(len(counts), np.int64)
+    lookup = np.zeros(len(counts), np.uint16 if len(present) < 1 << 16 else np.int64)  # uint16: radix sorts
     lookup[present] = np.arange(len(present))
     return present.astype(values.dtype), lookup[values], counts[present]
 

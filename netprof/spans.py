@@ -9,6 +9,9 @@ spans (from the start), both flagged. Parent and self time come from the nesting
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+
 import numpy as np
 
 from .probes.records import ENTRY
@@ -60,6 +63,9 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     del pair_order, paired
     opener_of = np.full(n, -1, index)
     opener_of[closes] = opens
+    # The parent links need only what is known now: work them out on another core (numpy lets
+    # go of the GIL) while this one lays the spans out.
+    parents = _pool().submit(_enclosing_entries, entry, group_start, opener_of)
     matched = np.zeros(n, bool)
     matched[opens] = matched[closes] = True
     lone_entries = np.flatnonzero(entry & ~matched).astype(index)
@@ -108,12 +114,17 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     # Parent: the span opened by the latest earlier entry one level up in the same thread.
     span_of_entry = np.full(n, -1, index)
     span_of_entry[se[se >= 0]] = np.flatnonzero(se >= 0)
-    parent_entry = _enclosing_entries(entry, group_start, opener_of)[np.maximum(se, 0)]
+    parent_entry = parents.result()[np.maximum(se, 0)]
     spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_entry[parent_entry], -1)
     has_parent = spans["parent"] >= 0
     child_time = np.bincount(spans["parent"][has_parent], weights=spans["duration"][has_parent], minlength=len(spans))
     spans["self"] = np.maximum(spans["duration"].astype(np.float64) - child_time, 0).astype(np.uint64)
     return spans
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netprof-spans")
 
 
 def _thread_codes(events: np.ndarray) -> np.ndarray:

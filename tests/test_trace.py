@@ -147,3 +147,20 @@ def test_export_cli(tmp_path):
     bad = subprocess.run(["python3", "-m", "netprof", "report", str(tmp_path / "t.trace"), "-f", "abc"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "must be START-END" in bad.stderr
+
+
+def test_parquet_export(trace, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "t.parquet"
+    trace.spans(probe="tcp_v4_rcv").to_parquet(out)
+    table = pq.read_table(out)
+    assert table.num_rows == 100
+    assert set(table.column("name").to_pylist()) == {"tcp_v4_rcv"}
+    assert sorted(table.column("duration").to_pylist()) == list(range(100))
+
+
+def test_progress_bar_load_gives_the_same_trace(tmp_path):
+    make_trace(tmp_path / "t.trace")
+    with_bar = netprof.load(tmp_path / "t.trace", progress=True)
+    assert len(with_bar.spans()) == 300 and with_bar.problems == []

@@ -204,14 +204,14 @@ def test_uprobe_and_uretprobe_count_calls_and_read_registers(target_program, cou
     arg0 = btf.member_offset("struct pt_regs", "di")
     ret = btf.member_offset("struct pt_regs", "ax")
     target = elf.resolve(str(target_program), "work")
-    entry = Program(Mov(R6, R1), count_into("counts", 0),
-                    Load(R7, R6, arg0, U64), Store(FP, -4, 2, U32), LoadMapPtr(R1, "counts"), Mov(R2, FP),
-                    Add(R2, -4), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"), AtomicAdd(R0, 0, R7),
-                    Label("out"), Return(0))
-    exit_ = Program(Mov(R6, R1), count_into("counts", 1),
-                    Load(R7, R6, ret, U64), Store(FP, -4, 3, U32), LoadMapPtr(R1, "counts"), Mov(R2, FP),
-                    Add(R2, -4), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"), AtomicAdd(R0, 0, R7),
-                    Label("out"), Return(0))
+    def count_and_sum(register_offset: int, count_key: int, sum_key: int) -> Program:
+        """counts[count_key] += 1; counts[sum_key] += the pt_regs register at register_offset."""
+        return Program(Mov(R6, R1), count_into("counts", count_key),
+                       Load(R7, R6, register_offset, U64), Store(FP, -4, sum_key, U32), LoadMapPtr(R1, "counts"),
+                       Mov(R2, FP), Add(R2, -4), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"),
+                       AtomicAdd(R0, 0, R7), Label("out"), Return(0))
+
+    entry, exit_ = count_and_sum(arg0, 0, 2), count_and_sum(ret, 1, 3)
     with load(entry, ProgType.KPROBE, name="nptest_up", maps={"counts": counts}) as p1, \
             load(exit_, ProgType.KPROBE, name="nptest_uret", maps={"counts": counts}) as p2:
         with attach.attach_uprobe(p1, target.path, target.offset), \

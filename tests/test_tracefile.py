@@ -111,6 +111,7 @@ def test_report_missing_file():
     assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.root
 def test_file_is_given_to_the_sudo_caller(tmp_path, monkeypatch):
     if os.geteuid() != 0:
         pytest.fail("needs root to change owners (CI runs as root)")

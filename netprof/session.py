@@ -178,7 +178,7 @@ class Session:
                 continue
             probe = self._add(name, "net", "tracepoint", f"{entry} -> {exit_}")
             self._plan.append(("net", probe, (entry, exit_, formats)))
-        events = [(name, tp, arg) for name, tp, arg in NET_EVENTS] if self.net else []
+        events = list(NET_EVENTS) if self.net else []
         events += [(tp.split(":", 1)[1], tp, None) for tp in self.tracepoints]
         for name, tp, arg in events:
             category, _, event = tp.partition(":")
@@ -286,17 +286,15 @@ class Session:
         entry, exit_, (entry_fmt, exit_fmt) = what
         for kind, tracepoint, fmt, field_names in ((ENTRY, entry, entry_fmt, ("len",)),
                                                    (EXIT, exit_, exit_fmt, ("ret", "rc", "len"))):
-            field_ = next((fmt[n] for n in field_names if n in fmt), None)
-            arg = spans.Arg(field_.offset, field_.size) if field_ and field_.size in (1, 2, 4, 8) else None
+            arg = spans.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACEPOINT,
                               f"np_{probe.name}", maps, probe)
             self._link(attach.attach_tracepoint(prog, tracepoint))
 
     def _attach_event(self, probe: Probe, what, maps: dict) -> None:
         tracepoint, field_ = what
-        arg = spans.Arg(field_.offset, field_.size) if field_ and field_.size in (1, 2, 4, 8) else None
-        prog = self._prog(spans.span_program(probe.id, ENTRY, arg, self.pid), ProgType.TRACEPOINT,
-                          f"np_{probe.name}", maps, probe)
+        program = spans.span_program(probe.id, ENTRY, spans.Arg.of_field(field_), self.pid)
+        prog = self._prog(program, ProgType.TRACEPOINT, f"np_{probe.name}", maps, probe)
         self._link(attach.attach_tracepoint(prog, tracepoint))
 
     def _attach_xdp(self, probe: Probe, ifname: str, maps: dict) -> None:

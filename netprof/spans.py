@@ -103,7 +103,7 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     # Depth: the level the span opened, shifted per thread so that the shallowest is 0 (orphan
     # exits can take a thread below the level it started at).
     thread_low = np.minimum.reduceat(at, np.flatnonzero(first))
-    spans["depth"] = at[src] - 1 - (thread_low[key[src]] - 1)
+    spans["depth"] = at[src] - thread_low[key[src]]
     of_source = _take(ev, src)                      # one gather of whole records, then plain copies
     for name in ("cpu", "pid", "tid", "probe"):
         spans[name] = of_source[name]

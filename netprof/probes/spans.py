@@ -41,6 +41,12 @@ class Arg:
     def type(self) -> MemType:
         return _SIZES[self.size]
 
+    @classmethod
+    def of_field(cls, field) -> Arg | None:
+        """A tracepoint record field (netprof.loader.attach.TracepointField) as an Arg, or None when
+        there is none or it is not a plain 1, 2, 4 or 8-byte integer."""
+        return cls(field.offset, field.size) if field is not None and field.size in _SIZES else None
+
 
 def pt_regs(what: str) -> Arg:
     """The first argument ("arg0") or the return value ("ret") in this machine's pt_regs."""

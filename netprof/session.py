@@ -23,15 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .loader import attach, elf
 from .loader.maps import Map
 from .loader.program import load
 from .loader.ringbuf import RingBuffer
 from .loader.syscall import AttachType, BpfError, MapType, ProgType
-from .probes import packets, spans
-from .probes.records import ENTRY, EXIT, MEMORY_DTYPE, RX, SPAN_DTYPE, THROUGHPUT_DTYPE, TX, dtype_of, xdp_packet
+from .probes import layout, packets, spans
+from .probes.layout import ENTRY, EXIT, RX, TX
 from .tracefile import Kind, TraceWriter, new_header
 
 log = logging.getLogger(__name__)
@@ -111,7 +109,7 @@ class Session:
         self._plan: list = []
         self._lost_seen: dict[int, int] = {}
         self._pids_seen: set[int] = set()
-        self._user_probe_ids: np.ndarray = np.empty(0, np.uint16)
+        self._user_probe_ids: list[int] = []
 
     # --- planning: everything checked before anything is attached ---------------------------------
 
@@ -232,7 +230,7 @@ class Session:
             getattr(self, f"_attach_{mechanism}")(probe, what, maps)
         if self.throughput:
             self._attach_throughput()
-        self._user_probe_ids = np.array([p.id for p in self.probes if p.kind == "user"], np.uint16)
+        self._user_probe_ids = [p.id for p in self.probes if p.kind == "user"]
         self._writer = TraceWriter(self.output, new_header(
             [p.row() for p in self.probes], self.snaplen, bin_ns=self.bin_ns, pid=self.pid,
             command=" ".join(sys.argv), interfaces={str(i): name for i, name in socket.if_nameindex()}))
@@ -350,19 +348,26 @@ class Session:
         return self.summary
 
     def _drain(self) -> None:
-        records = self.events.read(SPAN_DTYPE)
-        if records.size or self._pending_loss:
-            self._writer.write(Kind.SPANS, records, lost=self._pending_loss)
+        records, count = self.events.read_packed(layout.SPAN.size)
+        if count or self._pending_loss:
+            self._writer.write(Kind.SPANS, records, count, lost=self._pending_loss)
             self._pending_loss = 0
-            self.summary.events += int(records.size)
-            if self.memory and self._user_probe_ids.size:
-                mine = records["pid"][np.isin(records["probe"], self._user_probe_ids)]
-                self._pids_seen.update(np.unique(mine).tolist())
+            self.summary.events += count
+            if count and self.memory and self._user_probe_ids:
+                self._note_user_pids(records)
         if self.packets is not None:
-            batch = self.packets.read(dtype_of(xdp_packet(self.snaplen)))
-            if batch.size:
-                self._writer.write(Kind.XDP, batch)
-                self.summary.packets += int(batch.size)
+            batch, count = self.packets.read_packed(layout.xdp_packet(self.snaplen).size)
+            if count:
+                self._writer.write(Kind.XDP, batch, count)
+                self.summary.packets += count
+
+    def _note_user_pids(self, records: bytearray) -> None:
+        """Remember the processes the user probes fired in: the memory sampler follows their RSS."""
+        import numpy as np  # only with --memory and user probes: numpy stays off the plain capture path
+
+        spans = np.frombuffer(records, layout.SPAN.dtype())
+        mine = spans["pid"][np.isin(spans["probe"], self._user_probe_ids)]
+        self._pids_seen.update(np.unique(mine).tolist())
 
     def _lost_by_probe(self) -> dict[int, int]:
         """Per probe: records the ring buffer had no room for, plus hits the kernel skipped because
@@ -397,10 +402,7 @@ class Session:
             rss = _rss(pid)
             if rss is not None:
                 samples.append((now, pid, rss))
-        records = np.zeros(len(samples), MEMORY_DTYPE)
-        for i, (ts, pid, used) in enumerate(samples):
-            records[i] = (ts, pid, used)
-        self._writer.write(Kind.MEMORY, records)
+        self._writer.write(Kind.MEMORY, b"".join(layout.MEMORY.pack(*sample) for sample in samples), len(samples))
 
     def _flush_throughput(self, final: bool) -> None:
         if self.counts is None:
@@ -408,20 +410,21 @@ class Session:
         current = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // self.bin_ns
         rows, done = [], []
         for key, values, n in self.counts.batches():
+            counters = memoryview(values).cast("Q")  # per entry, per CPU: packets, bytes
+            per_entry = len(counters) // n
             for i in range(n):
-                raw_key = key[i * 16:(i + 1) * 16]
-                bin_, ifindex, direction = np.frombuffer(raw_key, dtype="<u8,<u4,<u4")[0]
+                raw_key = key[i * packets.THROUGHPUT_KEY:(i + 1) * packets.THROUGHPUT_KEY]
+                bin_, ifindex, direction = packets.THROUGHPUT_KEY_STRUCT.unpack(raw_key)
                 if not final and bin_ >= current - 1:
                     continue  # still filling
-                per_cpu = np.frombuffer(values, dtype="<u8").reshape(n, -1)[i].reshape(-1, 2)
-                rows.append((int(bin_) * self.bin_ns, int(ifindex), int(direction), int(per_cpu[:, 0].sum()),
-                             int(per_cpu[:, 1].sum())))
+                mine = counters[i * per_entry:(i + 1) * per_entry]
+                rows.append((bin_ * self.bin_ns, ifindex, direction, sum(mine[0::2]), sum(mine[1::2])))
                 done.append(raw_key)
         for raw_key in done:
             with contextlib.suppress(KeyError):
                 del self.counts[raw_key]
         if rows:
-            self._writer.write(Kind.THROUGHPUT, np.array(sorted(rows), dtype=THROUGHPUT_DTYPE))
+            self._writer.write(Kind.THROUGHPUT, b"".join(layout.THROUGHPUT.pack(*row) for row in sorted(rows)), len(rows))
 
     def _show_status(self, elapsed: float) -> None:
         rate = self.summary.events / elapsed if elapsed > 0 else 0

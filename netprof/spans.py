@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from .probes.records import ENTRY
+from .probes.layout import ENTRY
 
 OPEN, ORPHAN, MISMATCHED = 1, 2, 4  # span flags
 

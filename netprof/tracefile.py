@@ -6,7 +6,8 @@ and analysis.
     header = magic b"NPCK", kind u16, reserved u16, count u32, lost u32, crc32 u32, reserved u32,
              payload length u64   (little-endian)
 
-The first chunk is HEADER (JSON: host, kernel, clock offsets, probe table, record layouts).
+The first chunk is HEADER (JSON: host, kernel, clock offsets, probe table, record layouts: per
+kind its size and {field: [offset, numpy format]}).
 Data chunks hold records exactly as the probes wrote them; ``lost`` counts the events of that
 kind the kernel could not deliver since the previous chunk. LOSS (JSON, per probe, cumulative)
 and END (JSON summary) close a capture. A file cut short loads every complete chunk; a chunk
@@ -27,9 +28,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .probes.records import MEMORY_DTYPE, SPAN_DTYPE, THROUGHPUT_DTYPE, dtype_of, xdp_packet
+from .probes import layout
 
 MAGIC = b"NETPROF\x01"
 CHUNK_MAGIC = b"NPCK"
@@ -75,13 +74,16 @@ class TraceWriter:
         os.write(self.fd, MAGIC)
         self.write_json(Kind.HEADER, {"version": VERSION, **header})
 
-    def write(self, kind: Kind, records: np.ndarray | bytes, count: int | None = None, lost: int = 0) -> None:
-        if isinstance(records, np.ndarray):
+    def write(self, kind: Kind, records, count: int | None = None, lost: int = 0) -> None:
+        """Append a chunk of ``records``: a numpy array, or bytes holding ``count`` records."""
+        if hasattr(records, "dtype"):  # a numpy array: the capture path itself never imports numpy
+            import numpy as np
+
             count = len(records) if count is None else count
-            layout = self._layouts.get(kind)
-            if layout is not None and records.dtype != layout:
+            dtype = self._layouts[kind].dtype() if kind in self._layouts else records.dtype
+            if records.dtype != dtype:
                 # e.g. numpy 2's concatenate drops the padding of structured dtypes: restore the layout
-                records = records.astype(layout)
+                records = records.astype(dtype)
             payload = memoryview(np.ascontiguousarray(records).view(np.uint8))  # bytes, not records
         else:
             payload, count = records, count or 0
@@ -120,13 +122,14 @@ def new_header(probes: list[dict[str, Any]], snaplen: int, **extra: Any) -> dict
     return {
         "host": socket.gethostname(), "kernel": uname.release, "machine": uname.machine,
         "created": time.time(), "clock": clock_offsets(), "probes": probes, "snaplen": snaplen,
-        "layouts": {kind.name: dtype.descr for kind, dtype in _layouts(snaplen).items()}, **extra,
+        "layouts": {kind.name: {"size": rec.size, "fields": rec.fields} for kind, rec in _layouts(snaplen).items()},
+        **extra,
     }
 
 
-def _layouts(snaplen: int) -> dict[Kind, np.dtype]:
-    return {Kind.SPANS: SPAN_DTYPE, Kind.XDP: dtype_of(xdp_packet(snaplen)), Kind.THROUGHPUT: THROUGHPUT_DTYPE,
-            Kind.MEMORY: MEMORY_DTYPE}
+def _layouts(snaplen: int) -> dict[Kind, layout.Layout]:
+    return {Kind.SPANS: layout.SPAN, Kind.XDP: layout.xdp_packet(snaplen), Kind.THROUGHPUT: layout.THROUGHPUT,
+            Kind.MEMORY: layout.MEMORY}
 
 
 class TraceError(ValueError):
@@ -139,7 +142,7 @@ class RawTrace:
 
     path: Path
     header: dict[str, Any]
-    records: dict[Kind, np.ndarray]
+    records: dict[Kind, Any]  # numpy arrays
     lost_by_kind: dict[Kind, int]
     loss: dict[str, int] = field(default_factory=dict)  # probe name -> events lost
     end: dict[str, Any] | None = None
@@ -238,8 +241,11 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
         chunks.setdefault(kind, []).append((start, stop))
     if header is None:
         raise TraceError(f"{path} has no readable header chunk")
+    import numpy as np
+
     records = {}
-    for kind, dtype in _layouts(int(header.get("snaplen", 64))).items():
+    for kind, rec in _layouts(int(header.get("snaplen", 64))).items():
+        dtype = rec.dtype()
         spans = chunks.get(kind, [])
         whole = [(a, b - (b - a) % dtype.itemsize) for a, b in spans]
         if whole != spans:

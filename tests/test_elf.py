@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("elftools")
-
 from netprof.loader.elf import (
     ElfError,
     _decode_x86,
@@ -264,6 +262,29 @@ def test_truncated_file(bins, tmp_path, cut):
     short.write_bytes(bins["exe"].read_bytes()[:cut])
     with pytest.raises(ElfError):
         resolve(str(short), "main")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_damaged_headers_give_one_clear_error(bins, tmp_path, seed):
+    """Random bytes over the ELF, program and section headers: a target or an ElfError, nothing else."""
+    import random
+    import struct as st
+
+    rng = random.Random(seed)
+    data = bytearray(bins["pie"].read_bytes())
+    phoff, shoff = st.unpack_from("<QQ", data, 32)
+    (shnum,) = st.unpack_from("<H", data, 60)
+    regions = [(16, 64), (phoff, phoff + 56 * 4), (shoff, shoff + 64 * shnum)]
+    for _ in range(rng.randrange(1, 6)):
+        start, end = rng.choice(regions)
+        at = rng.randrange(start, min(end, len(data)))
+        data[at] = rng.randrange(256)
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(bytes(data))
+    try:
+        resolve(str(damaged), "main")
+    except ElfError as e:
+        assert "\n" not in str(e)
 
 
 # -- probe-site cost ---------------------------------------------------------------------------

@@ -6,11 +6,40 @@ The XDP program always returns XDP_PASS: profiling never changes traffic.
 
 from __future__ import annotations
 
+import struct
+
 from ..asm import (
-    FP, R0, R1, R2, R3, R4, R6, R7, R8, R9, U16, U32, U64, Add, Call, Div, Helper, Ja, JEq, JGt, JLt, Label, Load,
-    LoadMapPtr, Mov, Program, Return, Store, Sub,
+    FP,
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R6,
+    R7,
+    R8,
+    R9,
+    U16,
+    U32,
+    U64,
+    Add,
+    Call,
+    Div,
+    Helper,
+    Ja,
+    JEq,
+    JGt,
+    JLt,
+    Label,
+    Load,
+    LoadMapPtr,
+    Mov,
+    Program,
+    Return,
+    Store,
+    Sub,
 )
-from .records import dtype_of, xdp_packet
+from .layout import xdp_packet
 from .spans import BPF_RB_NO_WAKEUP, count_lost
 
 XDP_PASS = 2
@@ -22,9 +51,8 @@ XDP_MD = {"data": 0, "data_end": 4, "ingress_ifindex": 12, "rx_queue_index": 16}
 def xdp_program(probe: int, snaplen: int) -> Program:
     """Reserve a packet record in "packets", fill it, copy up to ``snaplen`` bytes with
     bpf_xdp_load_bytes, submit without waking the reader; count what did not fit in "lost"."""
-    size = xdp_packet(snaplen).sizeof()
-    layout = dtype_of(xdp_packet(snaplen)).fields
-    at = {name: layout[name][1] for name in layout}
+    size, fields = xdp_packet(snaplen)
+    at = {name: offset for name, (offset, _) in fields.items()}
     return Program(
         Mov(R6, R1),
         Call(Helper.ktime_get_ns), Mov(R7, R0),
@@ -54,7 +82,8 @@ def xdp_program(probe: int, snaplen: int) -> Program:
     )
 
 
-THROUGHPUT_KEY = 16   # {u64 bin; u32 ifindex; u32 direction}
+THROUGHPUT_KEY_STRUCT = struct.Struct("<QII")  # {u64 bin; u32 ifindex; u32 direction}
+THROUGHPUT_KEY = THROUGHPUT_KEY_STRUCT.size
 THROUGHPUT_VALUE = 16  # {u64 packets; u64 bytes}
 
 

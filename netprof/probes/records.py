@@ -1,5 +1,8 @@
 """Every record layout, declared once as a construct Struct; the numpy dtype that decodes them in
-bulk is derived from it, never written twice. All little-endian, 8-byte aligned."""
+bulk is derived from it, never written twice. All little-endian, 8-byte aligned.
+
+The capture path and the trace reader use layout.py, plain offsets generated from these by
+tools/gen_record_layouts.py (construct and numpy are slow to import); a test checks they agree."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from functools import cache
 import numpy as np
 from construct import Array, Bytes, FormatField, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
-ENTRY, EXIT = 0, 1  # SpanEvent.kind
+from .layout import ENTRY, EXIT, RX, TX
 
 # A function entry or exit, kernel or user: written by the probes, one per hit.
 SPAN_EVENT = Struct(
@@ -30,7 +33,6 @@ THROUGHPUT_SAMPLE = Struct(
     "packets" / Int64ul,
     "bytes" / Int64ul,
 )
-RX, TX = 0, 1
 
 # Sampled by the session: system-wide memory in use, or one process's resident set.
 MEMORY_SAMPLE = Struct(

@@ -17,7 +17,7 @@ from ..asm import (
     Program, Return, Rsh, Store,
 )
 from ..asm.isa import MemType
-from .records import SPAN_EVENT
+from .layout import SPAN
 
 BPF_RB_NO_WAKEUP = 1
 MAX_PROBES = 4096  # size of the "lost" array: probe ids index it
@@ -26,7 +26,7 @@ MAX_PROBES = 4096  # size of the "lost" array: probe ids index it
 # where the first argument and the return value are, at function entry and return.
 PT_REGS = {"x86_64": {"arg0": 112, "ret": 80}, "aarch64": {"arg0": 0, "ret": 0}}
 
-_RECORD = SPAN_EVENT.sizeof()
+_RECORD = SPAN.size
 _SIZES = {1: U8, 2: U16, 4: U32, 8: U64}
 
 
@@ -67,22 +67,23 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None 
     """
     if not 0 <= probe < MAX_PROBES:
         raise ValueError(f"probe id {probe} is out of range (at most {MAX_PROBES} probes)")
-    rec = -_RECORD  # the record is built on the stack at fp-32
+    rec = -_RECORD  # the record is built on the stack, just below the frame pointer
+    at = {name: rec + offset for name, (offset, _) in SPAN.fields.items()}
     return Program(
         Mov(R6, R1),
         Call(Helper.get_current_pid_tgid),
-        Store(FP, rec + 20, R0, U32),                      # tid: low half
+        Store(FP, at["tid"], R0, U32),                     # low half
         Rsh(R0, 32),
         [JNe(R0, pid, "out")] if pid is not None else [],
-        Store(FP, rec + 16, R0, U32),                      # pid: high half
-        [Load(R1, R6, arg.offset, arg.type), Store(FP, rec + 8, R1, U64)] if arg else
-        [Store(FP, rec + 8, 0, U64)],
+        Store(FP, at["pid"], R0, U32),                     # high half
+        [Load(R1, R6, arg.offset, arg.type), Store(FP, at["arg"], R1, U64)] if arg else
+        [Store(FP, at["arg"], 0, U64)],
         Call(Helper.get_smp_processor_id),
-        Store(FP, rec + 26, R0, U16),
-        Store(FP, rec + 24, probe, U16),
-        Store(FP, rec + 28, kind, U32),                    # kind and 3 bytes of padding
+        Store(FP, at["cpu"], R0, U16),
+        Store(FP, at["probe"], probe, U16),
+        Store(FP, at["kind"], kind, U32),                  # with the 3 bytes of padding after it
         Call(Helper.ktime_get_ns),                         # last: the closest to the event
-        Store(FP, rec, R0, U64),
+        Store(FP, at["ts"], R0, U64),
         LoadMapPtr(R1, "events"), Mov(R2, FP), Add(R2, rec), Mov(R3, _RECORD), Mov(R4, BPF_RB_NO_WAKEUP),
         Call(Helper.ringbuf_output),
         JEq(R0, 0, "out"),

@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -188,6 +187,8 @@ class Session:
             self._plan.append(("event", probe, (tp, fmt.get(arg) if arg else None)))
 
     def _plan_xdp(self) -> None:
+        import socket
+
         for ifname in self.xdp:
             try:
                 socket.if_nametoindex(ifname)
@@ -233,7 +234,7 @@ class Session:
         self._user_probe_ids = [p.id for p in self.probes if p.kind == "user"]
         self._writer = TraceWriter(self.output, new_header(
             [p.row() for p in self.probes], self.snaplen, bin_ns=self.bin_ns, pid=self.pid,
-            command=" ".join(sys.argv), interfaces={str(i): name for i, name in socket.if_nameindex()}))
+            command=" ".join(sys.argv), interfaces=_interfaces()))
         self._stack.callback(self._writer.close)
 
     def _prog(self, program, prog_type: ProgType, name: str, maps: dict, probe: Probe | None = None, **kwargs):
@@ -461,6 +462,16 @@ def _in_kallsyms(function: str) -> bool:
             return any(line.split()[2] == function for line in f if function in line)
     except OSError:
         return True  # cannot tell: let the attach say
+
+
+def _interfaces() -> dict[str, str]:
+    """{ifindex: name} of this network namespace (from sysfs: the socket module is slow to import)."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/sys/class/net"):
+            with contextlib.suppress(OSError, ValueError), open(f"/sys/class/net/{name}/ifindex") as f:
+                out[str(int(f.read()))] = name
+    return dict(sorted(out.items(), key=lambda item: int(item[0])))
 
 
 def _system_memory_used() -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import socket
 import struct
 import time
 import zlib
@@ -120,7 +119,7 @@ def _give_to_sudo_caller(fd: int) -> None:
 def new_header(probes: list[dict[str, Any]], snaplen: int, **extra: Any) -> dict[str, Any]:
     uname = os.uname()
     return {
-        "host": socket.gethostname(), "kernel": uname.release, "machine": uname.machine,
+        "host": uname.nodename, "kernel": uname.release, "machine": uname.machine,
         "created": time.time(), "clock": clock_offsets(), "probes": probes, "snaplen": snaplen,
         "layouts": {kind.name: {"size": rec.size, "fields": rec.fields} for kind, rec in _layouts(snaplen).items()},
         **extra,

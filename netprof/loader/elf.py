@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Self
@@ -185,6 +184,8 @@ def _ldconfig_cache() -> dict[str, list[str]]:
     if exe is None:
         return {}
     try:
+        import subprocess  # rarely needed: kept off the start-up path
+
         out = subprocess.run([exe, "-p"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return {}

@@ -10,7 +10,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 from enum import IntEnum
 from pathlib import Path
 
@@ -100,9 +99,9 @@ def retprobe_bit(name: str) -> int:
 
 def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, what: str, group_fd: int = -1) -> int:
     """perf_event_open(2); raises BpfError (an OSError) saying ``what`` failed."""
-    number = _SYS_PERF_EVENT_OPEN.get(platform.machine())
+    number = _SYS_PERF_EVENT_OPEN.get(os.uname().machine)
     if number is None:
-        raise BpfError(errno.ENOSYS, f"{what}: perf_event_open(2) number unknown on {platform.machine()}")
+        raise BpfError(errno.ENOSYS, f"{what}: perf_event_open(2) number unknown on {os.uname().machine}")
     attr.size = ctypes.sizeof(PerfEventAttr)
     fd = _libc.syscall(number, ctypes.byref(attr), pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:

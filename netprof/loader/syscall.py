@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 from enum import IntEnum
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
@@ -398,9 +397,9 @@ def _addr(buffer: object) -> int:
 
 def bpf(cmd: Cmd, attr: ctypes.Structure, what: str) -> int:
     """bpf(cmd, &attr, sizeof(attr)); returns the result, raises BpfError saying ``what`` failed."""
-    number = _SYS_BPF.get(platform.machine())
+    number = _SYS_BPF.get(os.uname().machine)
     if number is None:
-        raise BpfError(errno.ENOSYS, f"{what}: bpf(2) syscall number unknown on {platform.machine()}")
+        raise BpfError(errno.ENOSYS, f"{what}: bpf(2) syscall number unknown on {os.uname().machine}")
     while True:
         result = _libc.syscall(number, int(cmd), ctypes.byref(attr), ctypes.sizeof(attr))
         if result >= 0:

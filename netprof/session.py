@@ -226,7 +226,9 @@ class Session:
         self.counts = enter(Map.create(MapType.PERCPU_HASH, key_size=packets.THROUGHPUT_KEY,
                                        value_size=packets.THROUGHPUT_VALUE, max_entries=1 << 16,
                                        name="netprof_counts")) if self.throughput else None
-        maps = {"events": self.events.map, "lost": self.lost}
+        self.control = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint32, max_entries=1,
+                                        name="netprof_ctl"))
+        maps = {"events": self.events.map, "lost": self.lost, "control": self.control}
         for mechanism, probe, what in self._plan:
             getattr(self, f"_attach_{mechanism}")(probe, what, maps)
         if self.throughput:
@@ -236,6 +238,7 @@ class Session:
             [p.row() for p in self.probes], self.snaplen, bin_ns=self.bin_ns, pid=self.pid,
             command=" ".join(sys.argv), interfaces=_interfaces()))
         self._stack.callback(self._writer.close)
+        self.control[0] = 1  # every probe is attached: start recording (see spans.span_program)
 
     def _prog(self, program, prog_type: ProgType, name: str, maps: dict, probe: Probe | None = None, **kwargs):
         prog = self._links.enter_context(load(program, prog_type, name=name, maps=maps, **kwargs))
@@ -260,21 +263,21 @@ class Session:
 
     def _attach_fentry_programs(self, probe: Probe, fn, maps: dict) -> None:
         nargs = fn.nargs
-        ends = [(AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None),
-                (AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs))]
+        ends = [(AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs)),
+                (AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None)]
         for attach_type, kind, arg in ends:
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACING,
                               f"np_{probe.name}", maps, probe, expected_attach_type=attach_type, attach_btf_id=fn.id)
             self._link(attach.attach_tracing(prog))
 
     def _attach_kprobe(self, probe: Probe, function: str, maps: dict) -> None:
-        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
+        for kind, arg, ret in ((EXIT, spans.pt_regs("ret"), True), (ENTRY, spans.pt_regs("arg0"), False)):
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.KPROBE,
                               f"np_{probe.name}", maps, probe)
             self._link(attach.attach_kprobe(prog, function, ret=ret))
 
     def _attach_uprobe(self, probe: Probe, target: elf.UprobeTarget, maps: dict) -> None:
-        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
+        for kind, arg, ret in ((EXIT, spans.pt_regs("ret"), True), (ENTRY, spans.pt_regs("arg0"), False)):
             prog = self._prog(spans.span_program(probe.id, kind, arg), ProgType.KPROBE, f"np_{probe.name}", maps,
                               probe)
             self._link(attach.attach_uprobe(prog, target.path, target.offset, ret=ret,
@@ -283,8 +286,8 @@ class Session:
 
     def _attach_net(self, probe: Probe, what, maps: dict) -> None:
         entry, exit_, (entry_fmt, exit_fmt) = what
-        for kind, tracepoint, fmt, field_names in ((ENTRY, entry, entry_fmt, ("len",)),
-                                                   (EXIT, exit_, exit_fmt, ("ret", "rc", "len"))):
+        for kind, tracepoint, fmt, field_names in ((EXIT, exit_, exit_fmt, ("ret", "rc", "len")),
+                                                   (ENTRY, entry, entry_fmt, ("len",))):
             arg = spans.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACEPOINT,
                               f"np_{probe.name}", maps, probe)
@@ -437,6 +440,8 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            if getattr(self, "control", None) is not None and self.control.fd >= 0:
+                self.control[0] = 0  # stop every probe at once, then detach at the kernel's pace
             self._links.close()  # detach first: nothing arrives after the last drain
             if self._writer is not None and self._writer.fd >= 0:
                 self._finish()

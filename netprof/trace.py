@@ -155,6 +155,16 @@ class Trace:
     def lost(self) -> dict[str, int]:
         return self.raw.loss
 
+    def loss_marks(self) -> np.ndarray:
+        """Where the kernel dropped records: (ts, lost) per chunk that reported a loss, ts being the
+        first record delivered after the loss (the end of the capture when none came)."""
+        out = []
+        for kind, index, lost in self.raw.loss_marks:
+            stamps = self.raw.records[kind]["ts"]
+            ts = int(stamps[index]) if index < len(stamps) else self.time_range[1]
+            out.append((ts, lost))
+        return np.array(out, dtype=[("ts", "<u8"), ("lost", "<u8")])
+
     @property
     def problems(self) -> list[str]:
         return self.raw.problems

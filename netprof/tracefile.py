@@ -146,6 +146,7 @@ class RawTrace:
     loss: dict[str, int] = field(default_factory=dict)  # probe name -> events lost
     end: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)   # truncation, corruption: what was skipped
+    loss_marks: list[tuple[Kind, int, int]] = field(default_factory=list)  # (kind, index of the next record, lost)
 
 
 def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
@@ -181,6 +182,7 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
     loss: dict[str, int] = {}
     end = None
     problems: list[str] = []
+    marks: list[tuple[Kind, int, int]] = []  # (kind, chunk number of that kind, lost)
     offset = len(MAGIC)
     while offset < len(data):
         if len(data) - offset < CHUNK.size:
@@ -238,15 +240,18 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
                 end = value
             continue
         chunks.setdefault(kind, []).append((start, stop))
+        if chunk_lost:
+            marks.append((kind, len(chunks[kind]) - 1, chunk_lost))
     if header is None:
         raise TraceError(f"{path} has no readable header chunk")
     import numpy as np
 
-    records = {}
+    records, first_record = {}, {}
     for kind, rec in _layouts(int(header.get("snaplen", 64))).items():
         dtype = rec.dtype()
         spans = chunks.get(kind, [])
         whole = [(a, b - (b - a) % dtype.itemsize) for a, b in spans]
+        first_record[kind] = np.cumsum([0] + [b - a for a, b in whole]) // dtype.itemsize
         if whole != spans:
             problems.append(f"{kind.name} records are not a whole number of {dtype.itemsize}-byte records")
         out = np.empty(sum(b - a for a, b in whole) // dtype.itemsize, dtype)
@@ -256,4 +261,5 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
                 raw[at:at + b - a] = np.frombuffer(chunk, np.uint8)
             at += b - a
         records[kind] = out
-    return RawTrace(path, header, records, lost, loss, end, problems)
+    loss_marks = [(kind, int(first_record[kind][chunk]), n) for kind, chunk, n in marks if kind in first_record]
+    return RawTrace(path, header, records, lost, loss, end, problems, loss_marks)

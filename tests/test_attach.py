@@ -68,6 +68,24 @@ def test_user_function_calls_become_spans(target_program, tmp_path):
     assert trace.memory.size and 0 in trace.memory["pid"]
 
 
+def test_a_hot_function_has_no_lone_ends_when_capture_starts_and_stops(target_program, tmp_path):
+    """The probes are gated: both ends start and stop recording at once, though the kernel takes
+    ~100 ms to register or unregister each uprobe (ungated: ~18,000 lone entries or exits here)."""
+    runner = subprocess.Popen([str(target_program), "2000000000"], stdout=subprocess.DEVNULL)
+    try:
+        out = tmp_path / "hot.trace"
+        capture = Capture("-u", f"{target_program}:work", "-o", str(out))
+        time.sleep(0.3)
+        code, err = capture.stop()
+        assert code == 0, err
+    finally:
+        runner.kill()
+        runner.wait()
+    spans = probe_spans(load(out), "target:work")
+    assert len(spans) > 1000
+    assert np.count_nonzero(spans["flags"]) <= 2  # at most the call in flight at each end
+
+
 def test_xdp_records_every_packet_with_its_headers(veth_pair, tmp_path):
     host, netns, _, host_ip = veth_pair
     out = tmp_path / "xdp.trace"

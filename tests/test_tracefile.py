@@ -44,6 +44,8 @@ def test_round_trip(tmp_path):
     assert len(trace.spans()) == 300 and set(trace.spans().durations()) == {5}
     text = format_report(trace)
     assert "work" in text and "300" in text and "LOST: 3 events" in text
+    # chunk c (200 events from 1000 + 1000 c) reported c lost: marked at its first record
+    assert trace.loss_marks().tolist() == [(2000, 1), (3000, 2)]
 
 
 def test_truncated_file_loads_every_complete_chunk(tmp_path):

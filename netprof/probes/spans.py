@@ -13,8 +13,31 @@ import os
 from dataclasses import dataclass
 
 from ..asm import (
-    FP, R0, R1, R2, R3, R4, R6, U8, U16, U32, U64, Add, Call, Helper, JEq, JNe, Label, Load, LoadMapPtr, Mov,
-    Program, Return, Rsh, Store,
+    FP,
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R6,
+    U8,
+    U16,
+    U32,
+    U64,
+    Add,
+    Call,
+    Helper,
+    JEq,
+    JNe,
+    Label,
+    Load,
+    LoadMapPtr,
+    LoadMapValue,
+    Mov,
+    Program,
+    Return,
+    Rsh,
+    Store,
 )
 from ..asm.isa import MemType
 from .layout import SPAN
@@ -64,6 +87,11 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None 
 
     ``pid``: record only this process (kernel functions and tracepoints; uprobes are filtered
     by the kernel when attached for one pid).
+
+    Nothing is recorded while the u32 in the one-entry array map "control" is 0: the session
+    opens this gate once every probe is attached and closes it before detaching any, so both
+    ends of a span start and stop recording at the same instant, however long the kernel takes
+    to attach or detach each (a uprobe's unregistering takes ~100 ms).
     """
     if not 0 <= probe < MAX_PROBES:
         raise ValueError(f"probe id {probe} is out of range (at most {MAX_PROBES} probes)")
@@ -71,6 +99,7 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None 
     at = {name: rec + offset for name, (offset, _) in SPAN.fields.items()}
     return Program(
         Mov(R6, R1),
+        LoadMapValue(R1, "control"), Load(R1, R1, 0, U32), JEq(R1, 0, "out"),
         Call(Helper.get_current_pid_tgid),
         Store(FP, at["tid"], R0, U32),                     # low half
         Rsh(R0, 32),

@@ -4,7 +4,7 @@ PYTHON ?= python3
 .PHONY: install test test-unit test-vm bench vectors demo
 
 install:
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e '.[test,viz]'
 	$(PYTHON) -m compileall -q netprof >/dev/null  # an editable install compiles nothing: ~40 ms a start
 
 test:

@@ -16,6 +16,8 @@ examples:
   python -m netprof disasm --labels probe.bin    ... with labels instead of jump offsets
   python -m netprof features                     what this kernel can attach (kprobes, fentry, ...)
   python -m netprof detach                       remove XDP programs a killed netprof left behind
+  python -m netprof view netprof.trace           fly through a capture (wheel, drag, W/S/A/D)
+  python -m netprof view t.trace --png t.png     the same picture with no display, for reports and CI
 """
 
 
@@ -283,6 +285,72 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        raise UsageError(f"size {text!r} must be WIDTHxHEIGHT in pixels, e.g. 1600x900") from None
+    if not (64 <= size[0] <= 16384 and 64 <= size[1] <= 16384):
+        raise UsageError(f"size {text!r}: each side must be between 64 and 16384 pixels")
+    return size
+
+
+def _viz_missing(err: ImportError) -> UsageError:
+    return UsageError(f"the viewer needs the [viz] extra ({err.name or err} is missing): "
+                      "pip install 'netprof[viz]'")
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    try:
+        from .viz.scene import Options, Scene
+    except ImportError as err:
+        raise _viz_missing(err) from None
+    size = _size(args.size)
+    start, end = _time_filter(args.filter)
+    trace = _load(args.trace)
+    shown = [name for name in ("memory", "throughput", "xdp") if getattr(args, name)]
+    options = Options(
+        stack="merged" if args.stack_merged else "per-cpu", labels=not args.no_stack_labels,
+        visible_threshold=args.visible_threshold, vertical_label=args.vertical_label,
+        memory=("memory" in shown) if shown else None, throughput=("throughput" in shown) if shown else None,
+        xdp=("xdp" in shown) if shown else None, xdp_labels=args.xdp_labels,
+        filter=None if start is None and end is None else (start or 0.0, end if end is not None else float("inf")),
+        ignored_cpus=tuple(args.ignored_cpus or ()))
+    try:
+        scene = Scene(trace, options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if not scene.lanes:
+        raise UsageError(f"{args.trace} has nothing to show (no spans, packets, throughput or memory)")
+    if args.png:
+        try:
+            from .viz.headless import render_png
+
+            render_png(scene, args.png, size)
+        except ImportError as err:
+            raise _viz_missing(err) from None
+        except (RuntimeError, OSError) as err:
+            raise UsageError(f"cannot render offscreen ({err}): install Mesa's EGL (apt-get install libegl1 "
+                             "libegl-mesa0 libgl1-mesa-dri) or run on a machine with a GPU driver") from None
+        print(f"wrote {args.png} ({size[0]}x{size[1]}, {len(scene.spans):,} spans)")
+        return 0
+    try:
+        import vispy
+
+        vispy.use(app=args.backend)
+        from vispy import app
+
+        from .viz.canvas import TimelineCanvas
+    except ImportError as err:
+        raise _viz_missing(err) from None
+    except RuntimeError as err:
+        raise UsageError(f"no window system for the {args.backend} backend ({err}): use --png FILE") from None
+    TimelineCanvas(scene, size, title=f"netprof: {args.trace}")
+    app.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netprof",
@@ -347,6 +415,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filter", metavar="START-END", help="only spans in this window (ns since the start)")
     p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("view", help="the timeline viewer: call stacks per CPU, user spans, packets, throughput, "
+                                    "memory (or --png for a picture with no display)")
+    p.add_argument("trace", help="trace file written by netprof attach")
+    p.add_argument("--png", metavar="FILE", help="render offscreen to this PNG instead of opening a window")
+    p.add_argument("--size", default="1600x900", metavar="WxH", help="window or picture size (default 1600x900)")
+    stack = p.add_mutually_exclusive_group()
+    stack.add_argument("--stack-per-cpu", action="store_true", help="a call stack per CPU (the default)")
+    stack.add_argument("--stack-merged", action="store_true", help="one call stack, CPUs merged")
+    p.add_argument("-m", "--memory", action="store_true", help="show memory (with -t/-x: only what is asked; "
+                                                               "none of them: everything the trace has)")
+    p.add_argument("-t", "--throughput", action="store_true", help="show throughput per interface and direction")
+    p.add_argument("-x", "--xdp", action="store_true", help="show XDP packets")
+    p.add_argument("--xdp-labels", action="store_true", help="label packets with their Ethernet header")
+    p.add_argument("--no-stack-labels", action="store_true", help="no function names inside spans")
+    p.add_argument("--visible-threshold", type=float, default=0.0, metavar="PERCENT",
+                   help="label only spans at least this wide, in %% of the view (default 0: all that fit)")
+    p.add_argument("--vertical-label", type=float, default=0.0, metavar="NS",
+                   help="spans at most this long get vertical labels (taller rows)")
+    p.add_argument("-f", "--filter", metavar="START-END", help="only this window (ns since the start)")
+    p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
+    p.add_argument("--backend", default="pyside6", help="vispy backend for the window (default pyside6)")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("features", help="what this kernel supports: attach mechanisms, program and map types")
     p.add_argument("--json", action="store_true", help="machine-readable output")

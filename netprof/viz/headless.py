@@ -1,0 +1,54 @@
+"""Rendering to a PNG with no display: EGL on Mesa's surfaceless platform (no X, no GPU needed)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def use_egl() -> None:
+    os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+    import vispy
+
+    vispy.use(app="egl", gl="gl2")
+
+
+class OffscreenRenderer:
+    """A hidden canvas that renders scene frames and reads the pixels back."""
+
+    def __init__(self, size: tuple[int, int]):
+        use_egl()
+        from vispy import app
+
+        from .render import Renderer
+
+        self.size = size
+        self.canvas = app.Canvas(size=size, show=False)
+        self.canvas.set_current()
+        self.renderer = Renderer()
+
+    def render(self, frame) -> np.ndarray:
+        """RGBA pixels [height, width, 4] of ``frame``."""
+        from vispy import gloo
+
+        self.canvas.set_current()
+        self.renderer.draw(frame, self.size)
+        return gloo.read_pixels((0, 0, *self.size), alpha=True)
+
+    def close(self) -> None:
+        self.canvas.close()
+
+
+def render_png(scene, path: str, size: tuple[int, int] = (1600, 900), view=None) -> np.ndarray:
+    """Write ``scene`` (whole, or ``view``) to ``path`` as a PNG; returns the pixels."""
+    from vispy.io import write_png
+
+    offscreen = OffscreenRenderer(size)
+    try:
+        view = view or scene.initial_view(size[0])
+        pixels = offscreen.render(scene.frame(view, size[1]))
+    finally:
+        offscreen.close()
+    write_png(path, pixels)
+    return pixels

@@ -1,0 +1,206 @@
+"""The viewer's pure logic: view maths, easing, ticks, lanes, hit-testing and input handling,
+without a GL context."""
+
+import numpy as np
+import pytest
+import viz_trace
+
+import netprof
+from netprof.viz import colors
+from netprof.viz.controller import Controller
+from netprof.viz.scene import LEFT, TOP, Options, Scene, ethernet_summary
+from netprof.viz.timeaxis import format_duration, format_time, ticks
+from netprof.viz.view import MIN_SPAN_NS, Easing, View
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("viz") / "synthetic.trace"
+    viz_trace.write(path)
+    return netprof.load(path)
+
+
+# --- view --------------------------------------------------------------------------------------
+
+
+def test_zoom_keeps_the_time_under_the_pointer():
+    view = View(0, 1000, 100)
+    zoomed = view.zoomed(25, 4)
+    assert zoomed.span == pytest.approx(250)
+    assert zoomed.time_at(25) == pytest.approx(view.time_at(25))
+    assert view.zoomed(25, 1e12).span == MIN_SPAN_NS
+
+
+def test_pan_moves_content_with_the_pointer_and_stays_near_the_capture():
+    view = View(0, 1000, 100)
+    assert view.panned(-10).t0 == pytest.approx(100)
+    far = view.panned(-10**6, limits=(0, 1000))
+    assert far.t0 <= 1000 - far.span / 2 + 1e-6
+
+
+def test_easing_converges_in_log_space():
+    easing = Easing(View(0, 1e9, 1000))
+    easing.set_target(View(5e8, 5e8 + 1e3, 1000))
+    spans = []
+    while easing.step():
+        spans.append(easing.current.span)
+        assert len(spans) < 200
+    assert easing.current.span == pytest.approx(1e3)
+    steps = -np.diff(np.log(spans))
+    assert np.all(steps > 0) and np.all(np.diff(steps) < 0)  # zooms in all the way, slowing down (ease-out)
+    assert np.log(1e9 / spans[0]) < 0.5 * np.log(1e6)      # no jump: the first frame goes less than half way
+
+
+def test_ticks_and_units():
+    step, marks = ticks(0, 1e9, 1000)
+    assert step == 2e8 and marks[:3] == [0, 2e8, 4e8]
+    assert format_time(2e8, step) == "200 ms"
+    assert format_time(1500, 500) == "1500 ns" and format_time(2.5e6, 5e5) == "2500 us"
+    assert format_time(1.25e9, 5e7) == "1250 ms" and format_time(3e9, 1e9) == "3 s"
+    assert format_duration(1234.0) == "1.23 us" and format_duration(3e9) == "3 s"
+    step, marks = ticks(1_000_000_003, 1_000_000_103, 1000)
+    assert step == 20 and all(1_000_000_003 <= m <= 1_000_000_103 for m in marks)
+
+
+def test_colours_are_stable_and_distinct():
+    assert colors.key_of("ip_rcv") == colors.key_of("ip_rcv")
+    rgb = colors.key_rgb(np.array([colors.key_of(n) for n in ("ip_rcv", "tcp_v4_rcv", "napi_poll")]))
+    assert rgb.shape == (3, 3) and np.all((rgb >= 0) & (rgb <= 1))
+    assert np.min(np.abs(rgb[0] - rgb[1]).sum()) > 0.1
+
+
+def test_ethernet_summary():
+    assert ethernet_summary(viz_trace.ETHERNET) == "02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff IPv4"
+
+
+# --- scene --------------------------------------------------------------------------------------
+
+
+def test_lanes_in_order(trace):
+    scene = Scene(trace)
+    titles = [lane.title for lane in scene.lanes]
+    assert titles == ["CPU 0", "CPU 1", "tid 301 (300)", "XDP veth0", "veth0 rx", "memory"]
+    ys = [lane.y for lane in scene.lanes]
+    assert ys == sorted(ys)
+    assert scene.lanes[0].rows == 2  # ip_rcv with tcp_v4_rcv inside
+
+
+def test_merged_stack_and_options(trace):
+    merged = Scene(trace, Options(stack="merged", memory=False, throughput=False, xdp=False))
+    assert [lane.title for lane in merged.lanes] == ["all CPUs", "tid 301 (300)"]
+    no_cpu1 = Scene(trace, Options(ignored_cpus=(1,)))
+    assert "CPU 1" not in [lane.title for lane in no_cpu1.lanes]
+    assert set(no_cpu1.spans["cpu"]) == {0}
+
+
+def test_filter_keeps_only_the_window(trace):
+    scene = Scene(trace, Options(filter=(550_000_000, 950_000_000)))
+    assert scene.limits == (550_000_000, 950_000_000)
+    names = {scene.names[p] for p in scene.spans["probe"]}
+    assert names == {"ip_rcv", "client:send_all"}  # the CPU 1 ip_rcv and the user span reach into it
+    with pytest.raises(ValueError, match="holds nothing"):
+        Scene(trace, Options(filter=(5e9, 6e9)))
+
+
+def pixel_of(scene, view, probe_name, cpu):
+    i = next(i for i, s in enumerate(scene.spans) if scene.names[s["probe"]] == probe_name and s["cpu"] == cpu)
+    x = LEFT + ((scene.span_start[i] + scene.span_end[i]) / 2 - view.t0) / view.ns_per_px
+    y = TOP + scene.row_y[scene.span_row[i]] + scene.row_h[scene.span_row[i]] / 2
+    return i, x, y
+
+
+def test_hit_testing_finds_the_span_under_a_pixel(trace):
+    scene = Scene(trace)
+    view = scene.initial_view(1000)
+    for name, cpu in (("ip_rcv", 0), ("tcp_v4_rcv", 0), ("ip_rcv", 1), ("client:send_all", 1)):
+        i, x, y = pixel_of(scene, view, name, cpu)
+        assert scene.span_at(view, x, y) == i, name
+    _, x, y = pixel_of(scene, view, "tcp_v4_rcv", 0)
+    assert scene.span_at(view, LEFT + (300_000_000 - view.t0) / view.ns_per_px, y) is None  # after it
+    assert scene.span_at(view, 5, y) is None            # the title column
+    assert scene.span_at(view, x, TOP + scene.height + 50) is None
+
+
+def test_describe(trace):
+    scene = Scene(trace)
+    i, _, _ = pixel_of(scene, scene.initial_view(1000), "tcp_v4_rcv", 0)
+    text = "\n".join(scene.describe(i))
+    assert "tcp_v4_rcv" in text and "duration 100 ms" in text and "cpu 0" in text and "depth 1" in text
+
+
+def test_frame_draws_every_span_and_labels_the_wide_ones(trace):
+    scene = Scene(trace)
+    frame = scene.frame(scene.initial_view(1000), 600)
+    labels = {label.text for label in frame.labels}
+    assert {"ip_rcv", "tcp_v4_rcv", "client:send_all", "CPU 0", "XDP veth0"} <= labels
+    assert any(label.text.startswith("lost 5") for label in frame.labels)
+    no_labels = Scene(trace, Options(labels=False)).frame(scene.initial_view(1000), 600)
+    assert "tcp_v4_rcv" not in {label.text for label in no_labels.labels}
+    few = Scene(trace, Options(visible_threshold=40)).frame(scene.initial_view(1000), 600)
+    assert "tcp_v4_rcv" not in {label.text for label in few.labels}  # 10% of the view: under 40%
+    assert "client:send_all" in {label.text for label in few.labels}  # 50%
+
+
+def test_xdp_labels(trace):
+    scene = Scene(trace, Options(xdp_labels=True))
+    frame = scene.frame(View(PACKET - 1e6, PACKET + 1e6, 900), 600)
+    assert "02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff IPv4" in {label.text for label in frame.labels}
+
+
+PACKET = viz_trace.PACKET_AT
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+def settle(controller):
+    for _ in range(500):
+        if not controller.step():
+            return
+    raise AssertionError("the view never settled")
+
+
+def test_wheel_zooms_around_the_pointer(trace):
+    controller = Controller(Scene(trace), (1000, 600))
+    before = controller.view
+    x = LEFT + 300
+    anchor = before.time_at(300)
+    controller.wheel(x, 3)
+    settle(controller)
+    assert controller.view.span == pytest.approx(before.span / 1.25**3)
+    assert controller.view.time_at(300) == pytest.approx(anchor, abs=before.ns_per_px)
+    controller.wheel(x, -3)
+    settle(controller)
+    assert controller.view.span == pytest.approx(before.span, rel=1e-6)
+
+
+def test_drag_and_keys(trace):
+    controller = Controller(Scene(trace), (1000, 600))
+    controller.wheel(LEFT + 400, 5)
+    settle(controller)
+    t0 = controller.view.t0
+    controller.drag(-100)
+    assert controller.view.t0 == pytest.approx(t0 + 100 * controller.view.ns_per_px)
+    span = controller.view.span
+    assert controller.key("w")
+    settle(controller)
+    assert controller.view.span == pytest.approx(span / 1.6)
+    t0 = controller.view.t0
+    controller.key("d")
+    settle(controller)
+    assert controller.view.t0 > t0
+    assert not controller.key("x")
+
+
+def test_double_click_zooms_to_the_span_and_click_selects(trace):
+    scene = Scene(trace)
+    controller = Controller(scene, (1000, 600))
+    i, x, y = pixel_of(scene, controller.view, "tcp_v4_rcv", 0)
+    assert controller.double_click(x, y)
+    settle(controller)
+    assert controller.view.t0 == pytest.approx(140_000_000) and controller.view.t1 == pytest.approx(260_000_000)
+    details = controller.click(*pixel_of(scene, controller.view, "tcp_v4_rcv", 0)[1:])
+    assert details[0] == "tcp_v4_rcv" and controller.selected == i
+    controller.move(x, y)
+    frame = controller.frame()
+    assert any(label.text == "tcp_v4_rcv" for label in frame.labels)  # the tooltip's first line

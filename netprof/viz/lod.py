@@ -58,6 +58,24 @@ class Drawn:
     ns_per_px: float
 
 
+def _merge_cells(start, end, row, value, t0: float, p: float):
+    """At most one cell per pixel column and row (the one with the longest span), then runs of
+    cells in neighbouring columns with the same colour as one rectangle. Cells come sorted by
+    (row, start)."""
+    if not start.size:
+        return start, end, row, value & 0xFFFF
+    column = np.floor((start - t0) / p).astype(np.int64)
+    first = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (column[1:] != column[:-1])])
+    value = np.maximum.reduceat(value, first)
+    last = np.r_[first[1:], len(start)] - 1
+    start, end, row, column = start[first], end[last], row[first], column[first]
+    color = value & 0xFFFF
+    opens = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (column[1:] != column[:-1] + 1)
+                                 | (color[1:] != color[:-1])])
+    closes = np.r_[opens[1:], len(start)] - 1
+    return start[opens], end[closes], row[opens], color[opens]
+
+
 class LodIndex:
     """``start``/``end``: ns (non-negative integers, relative to the capture's start); ``row``:
     small non-negative integers (where a span is drawn); ``color``: its colour key (< 65536)."""
@@ -118,16 +136,20 @@ class LodIndex:
                 return levels
             level += 1
 
-    def query(self, t0: float, t1: float, width_px: int) -> Drawn:
-        """What to draw for [t0, t1] across ``width_px`` pixels."""
+    def query(self, t0: float, t1: float, width_px: int, rows: tuple[int, int] | None = None) -> Drawn:
+        """What to draw for [t0, t1] across ``width_px`` pixels, in rows [rows[0], rows[1]) (all if None)."""
         p = max((t1 - t0) / max(width_px, 1), 1e-9)
         lo_t = int(min(max(t0, 0), self.horizon))
         hi_t = int(min(max(t1, 0), self.horizon))
+
+        def shown(present: np.ndarray) -> np.ndarray:
+            return present if rows is None else present[(present >= rows[0]) & (present < rows[1])]
+
         spans = []
         for cls in self.classes.values():
             if cls.longest < p:
                 continue
-            base = cls.rows << self.shift
+            base = shown(cls.rows) << self.shift
             lo = np.searchsorted(cls.reach_key, base | lo_t, "right")
             hi = np.searchsorted(cls.start_key, base | hi_t, "right")
             picked = cls.index[gather(lo, hi)]
@@ -136,13 +158,14 @@ class LodIndex:
         spans = np.concatenate(spans) if spans else np.empty(0, np.int64)
         level = self.levels[min(max(int(np.floor(np.log2(max(p, 1.0)) / 2)), 0), len(self.levels) - 1)]
         bits = level.bucket_bits
-        base = level.rows << self.shift
+        base = shown(level.rows) << self.shift
         cells = gather(np.searchsorted(level.key, base | (lo_t >> bits), "left"),
                        np.searchsorted(level.key, base | (hi_t >> bits), "right"))
         key, value = level.key[cells], level.value[cells]
-        bucket = key & ((1 << self.shift) - 1)
-        start = bucket << bits
-        return Drawn(spans, start, start + (1 << bits), key >> self.shift, value & 0xFFFF, p)
+        start = (key & ((1 << self.shift) - 1)) << bits
+        row = key >> self.shift
+        start, end, row, color = _merge_cells(start, start + (1 << bits), row, value, t0, p)
+        return Drawn(spans, start, end, row, color, p)
 
     def __len__(self) -> int:
         return len(self.start)

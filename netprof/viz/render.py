@@ -24,12 +24,7 @@ vec3 hsv2rgb(vec3 c) {
 _COLOR = _HSV + f"""
 uniform vec3 u_fixed[{len(colors.FIXED)}];
 vec3 key_color(float key) {{
-    if (key < 0.0) {{
-        int i = int(-key - 0.5);
-        vec3 c = u_fixed[0];
-        for (int j = 0; j < {len(colors.FIXED)}; j++) {{ if (j == i) c = u_fixed[j]; }}
-        return c;
-    }}
+    if (key < 0.0) return u_fixed[int(-key - 0.5)];
     return hsv2rgb(vec3(fract(key * 0.618034), 0.45 + 0.25 * fract(key * 0.1373), 0.78 + 0.17 * fract(key * 0.3719)));
 }}
 """
@@ -71,6 +66,29 @@ varying vec3 v_color;
 void main() { gl_FragColor = vec4(v_color, texture2D(u_atlas, v_uv).r); }
 """
 
+_RECT_VERTEX = np.dtype([("a_position", "<f4", 2), ("a_color", "<f4")])
+
+CELL_VERT = """
+uniform vec2 u_size;
+attribute vec2 a_position;
+attribute vec2 a_uv;
+varying vec2 v_uv;
+void main() {
+    gl_Position = vec4(2.0 * a_position.x / u_size.x - 1.0, 1.0 - 2.0 * a_position.y / u_size.y, 0.0, 1.0);
+    v_uv = a_uv;
+}
+"""
+
+CELL_FRAG = """
+uniform sampler2D u_cells;
+varying vec2 v_uv;
+void main() {
+    vec4 texel = texture2D(u_cells, v_uv);
+    if (texel.a < 0.5) discard;
+    gl_FragColor = vec4(texel.rgb, 1.0);
+}
+"""
+
 # two triangles per rectangle: corners (x0|x1, y0|y1)
 _CORNER_X = np.array([0, 1, 1, 0, 1, 0])
 _CORNER_Y = np.array([0, 0, 1, 0, 1, 1])
@@ -78,13 +96,25 @@ _CORNER_Y = np.array([0, 0, 1, 0, 1, 1])
 
 def rect_vertices(rects: np.ndarray) -> np.ndarray:
     """Six vertices (x, y, colour key) per rectangle; rectangles narrower than a pixel made one wide."""
-    x0 = rects["x0"].astype(np.float32)
-    x1 = np.maximum(rects["x1"], x0 + 1).astype(np.float32)
-    out = np.empty((len(rects), 6), [("a_position", "<f4", 2), ("a_color", "<f4")])
-    out["a_position"][..., 0] = np.where(_CORNER_X, x1[:, None], x0[:, None])
-    out["a_position"][..., 1] = np.where(_CORNER_Y, rects["y1"][:, None], rects["y0"][:, None])
-    out["a_color"] = rects["color"][:, None]
-    return out.reshape(-1)
+    x0, y0, y1, color = rects["x0"], rects["y0"], rects["y1"], rects["color"]
+    x1 = np.maximum(rects["x1"], x0 + 1)
+    out = np.empty((len(rects), 6, 3), np.float32)  # the layout of _RECT_VERTEX
+    out[:, :, 0] = np.stack([x0, x1, x1, x0, x1, x0], axis=1)
+    out[:, :, 1] = np.stack([y0, y0, y1, y0, y1, y1], axis=1)
+    out[:, :, 2] = color[:, None]
+    return out.reshape(-1).view(_RECT_VERTEX)
+
+
+def cell_vertices(cell_rows: np.ndarray, x0: float, width: int) -> np.ndarray:
+    """A quad per image row, stretched over that span row's pixels: texel (row, column) lands on
+    pixel column x0 + column exactly (nearest sampling, one texel per pixel)."""
+    rows = len(cell_rows)
+    out = np.empty((rows, 6, 4), np.float32)  # x, y, u, v
+    out[:, :, 0] = x0 + _CORNER_X * width
+    out[:, :, 1] = np.where(_CORNER_Y, cell_rows[:, 1:2], cell_rows[:, 0:1])
+    out[:, :, 2] = _CORNER_X
+    out[:, :, 3] = (np.arange(rows)[:, None] + 0.5) / rows
+    return out.reshape(-1).view([("a_position", "<f4", 2), ("a_uv", "<f4", 2)])
 
 
 def text_vertices(labels) -> np.ndarray:
@@ -114,7 +144,12 @@ class Renderer:
             for i, rgb in enumerate(fixed):
                 program[f"u_fixed[{i}]"] = tuple(rgb)
         self.text["u_atlas"] = gloo.Texture2D(font.atlas(), interpolation="nearest", format="luminance")
-        self._rect_buffer = gloo.VertexBuffer(np.zeros(6, [("a_position", "<f4", 2), ("a_color", "<f4")]))
+        self.cells = gloo.Program(CELL_VERT, CELL_FRAG)
+        self._cell_texture = gloo.Texture2D(np.zeros((1, 1, 4), np.uint8), interpolation="nearest")
+        self.cells["u_cells"] = self._cell_texture
+        self._rect_buffer = gloo.VertexBuffer(np.zeros(6, _RECT_VERTEX))
+        self._under_buffer = gloo.VertexBuffer(np.zeros(6, _RECT_VERTEX))
+        self._cell_buffer = gloo.VertexBuffer(np.zeros(6, [("a_position", "<f4", 2), ("a_uv", "<f4", 2)]))
         self._text_buffer = gloo.VertexBuffer(np.zeros(6, [("a_position", "<f4", 2), ("a_uv", "<f4", 2),
                                                            ("a_color", "<f4")]))
         self.rects.bind(self._rect_buffer)
@@ -125,12 +160,25 @@ class Renderer:
         gloo.set_viewport(0, 0, width, height)
         gloo.set_clear_color(tuple(colors.FIXED["background"]) + (1.0,))
         gloo.clear(color=True)
-        gloo.set_state(blend=True, blend_func=("src_alpha", "one_minus_src_alpha"), depth_test=False)
-        for program, buffer, vertices in ((self.rects, self._rect_buffer, rect_vertices(frame.rects)),
-                                          (self.text, self._text_buffer, text_vertices(frame.labels))):
-            if not len(vertices):
-                continue
-            buffer.set_data(vertices)
-            program.bind(buffer)  # the program counts the vertices to draw when bound
-            program["u_size"] = (float(width), float(height))
-            program.draw("triangles")
+        # Rectangles and cells are opaque: blending them would only cost fill rate, and software
+        # renderers are fill-bound. Labels blend their glyphs' coverage.
+        gloo.set_state(blend=False, depth_test=False)
+        if frame.under is not None and len(frame.under):
+            self._draw(self.rects, self._under_buffer, rect_vertices(frame.under), size)
+        if frame.cells is not None:
+            from .scene import LEFT
+
+            self._cell_texture.set_data(frame.cells)  # resized to the image as needed
+            self._draw(self.cells, self._cell_buffer, cell_vertices(frame.cell_rows, LEFT, frame.cells.shape[1]), size)
+        self._draw(self.rects, self._rect_buffer, rect_vertices(frame.rects), size)
+        gloo.set_state(blend=True, blend_func=("src_alpha", "one_minus_src_alpha"))
+        self._draw(self.text, self._text_buffer, text_vertices(frame.labels), size)
+
+    @staticmethod
+    def _draw(program, buffer, vertices: np.ndarray, size: tuple[int, int]) -> None:
+        if not len(vertices):
+            return
+        buffer.set_data(vertices)
+        program.bind(buffer)  # the program counts the vertices to draw when bound
+        program["u_size"] = (float(size[0]), float(size[1]))
+        program.draw("triangles")

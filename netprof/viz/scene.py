@@ -15,7 +15,7 @@ import numpy as np
 from .. import spans as span_builder
 from ..trace import Trace
 from . import colors
-from .lod import LodIndex
+from .lod import LodIndex, gather
 from .timeaxis import format_duration, format_time, ticks
 from .view import View
 
@@ -65,12 +65,18 @@ class Label:
 
 @dataclass
 class Frame:
-    """One view's geometry in pixels: rectangles (x0, x1, y0, y1, colour key; negative keys are
-    colors.FIXED entries) drawn in order, then labels."""
+    """One view's geometry in pixels, drawn in this order: ``under`` rectangles (lane backgrounds,
+    grid), the ``cells`` image (spans narrower than a pixel, one texel per row and pixel column;
+    ``cell_rows`` gives each image row's y0, y1 on screen), ``rects`` (whole spans, packets,
+    series, loss marks), then labels. A rectangle is (x0, x1, y0, y1, colour key), negative keys
+    being colors.FIXED entries."""
 
     rects: np.ndarray
     labels: list[Label] = field(default_factory=list)
     spans: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # drawn whole: label and hit candidates
+    under: np.ndarray | None = None
+    cells: np.ndarray | None = None        # uint8 RGBA [rows, width, 4]; alpha 0 where nothing is
+    cell_rows: np.ndarray | None = None    # float32 [rows, 2]: y0, y1
 
 
 RECT = np.dtype([("x0", "<f4"), ("x1", "<f4"), ("y0", "<f4"), ("y1", "<f4"), ("color", "<f4")])
@@ -98,6 +104,7 @@ class Scene:
         self.lanes: list[Lane] = []
         self.names = [p["name"] for p in trace.probes]
         self.color_keys = np.array([colors.key_of(n) for n in self.names] or [0], np.float32)
+        self.color_rgb = np.round(colors.key_rgb(self.color_keys) * 255).astype(np.uint8)
         self._build_spans()
         self._build_packets()
         self._build_series()
@@ -233,20 +240,21 @@ class Scene:
 
     def frame(self, view: View, height: int, y_offset: float = 0.0) -> Frame:
         """Everything to draw for ``view`` in a canvas ``height`` pixels high, scrolled ``y_offset`` down."""
-        parts, labels = [], []
+        under, parts, labels = [], [], []
         width = view.width
         top = TOP - y_offset
 
         def xs(t):
             return LEFT + (np.asarray(t, np.float64) - view.t0) / view.ns_per_px
 
-        # lane backgrounds, every other one a shade lighter
+        # lane backgrounds: every other one a shade lighter than the cleared canvas
         for i, lane in enumerate(self.lanes):
             y0 = top + lane.y
             y1 = y0 + lane.rows * lane.row_height
             if y1 < TOP or y0 > height:
                 continue
-            parts.append(_rects([LEFT], [LEFT + width], [y0], [y1], colors.FIXED_KEYS["lane" if i % 2 else "background"]))
+            if i % 2:
+                under.append(_rects([LEFT], [LEFT + width], [max(y0, TOP)], [min(y1, height)], colors.FIXED_KEYS["lane"]))
             labels.append(Label(6, y0 + 2, lane.title[:18]))
             if lane.kind in ("throughput", "memory"):
                 labels.append(Label(6, y0 + 16, f"max {_si(lane.scale)}{lane.unit}", color="grid"))
@@ -254,15 +262,14 @@ class Scene:
         step, marks = ticks(view.t0, view.t1, width)
         if marks:
             x = xs(marks)
-            parts.append(_rects(x, x + 1, np.full(len(x), float(TOP - 6)), np.full(len(x), float(height)),
+            under.append(_rects(x, x + 1, np.full(len(x), float(TOP - 6)), np.full(len(x), float(height)),
                                 colors.FIXED_KEYS["grid"]))
             labels += [Label(float(xi) + 3, 4, format_time(t, step)) for xi, t in zip(x, marks, strict=True)]
-        # spans: cells of merged narrow spans, then whole spans
-        drawn = self.index.query(view.t0, view.t1, width)
-        if drawn.cell_start.size:
-            y0 = top + self.row_y[drawn.cell_row]
-            parts.append(_rects(xs(drawn.cell_start), xs(drawn.cell_end), y0 + 1, y0 + self.row_h[drawn.cell_row] - 1,
-                                self.color_keys[np.minimum(drawn.cell_color, len(self.color_keys) - 1)]))
+        # spans: in the rows on screen, cells of merged narrow spans as an image, then whole spans
+        first_row = int(np.searchsorted(self.row_y[:-1] + self.row_h[:-1], y_offset, "right"))
+        end_row = max(int(np.searchsorted(self.row_y[:-1], y_offset + height - TOP, "left")), first_row)
+        drawn = self.index.query(view.t0, view.t1, width, (first_row, end_row))
+        cells, cell_rows = self._cell_image(view, drawn, first_row, end_row, top)
         spans = drawn.spans
         if spans.size:
             rows = self.span_row[spans]
@@ -294,7 +301,26 @@ class Scene:
                        for xi, n in zip(x[:50], self.loss["lost"][seen][:50], strict=False)]
         labels.append(Label(6, 4, f"{format_duration(view.span)} shown", color="grid"))
         rects = np.concatenate(parts) if parts else np.empty(0, RECT)
-        return Frame(rects, labels, spans)
+        return Frame(rects, labels, spans, np.concatenate(under) if under else np.empty(0, RECT), cells, cell_rows)
+
+    def _cell_image(self, view: View, drawn, first_row: int, end_row: int, top: float):
+        """The merged cells as RGBA texels, one image row per span row on screen."""
+        rows = end_row - first_row
+        if not drawn.cell_start.size or rows <= 0:
+            return None, None
+        p = view.ns_per_px
+        c0 = np.floor((drawn.cell_start - view.t0) / p).astype(np.int64)
+        c1 = np.maximum(np.ceil((drawn.cell_end - view.t0) / p).astype(np.int64) - 1, c0)
+        c0, c1 = np.clip(c0, 0, view.width - 1), np.clip(c1, 0, view.width - 1)
+        counts = c1 - c0 + 1
+        columns = gather(c0, c1 + 1)
+        which = np.repeat(np.arange(len(c0)), counts)
+        image = np.zeros((rows, view.width, 4), np.uint8)
+        image[drawn.cell_row[which] - first_row, columns, :3] = self.color_rgb[
+            np.minimum(drawn.cell_color, len(self.color_rgb) - 1)][which]
+        image[drawn.cell_row[which] - first_row, columns, 3] = 255
+        y0 = top + self.row_y[first_row:end_row]
+        return image, np.stack([y0 + 1, y0 + self.row_h[first_row:end_row] - 1], axis=1).astype(np.float32)
 
     def _span_labels(self, view: View, spans: np.ndarray, xs, top: float) -> list[Label]:
         from .font import CHAR_HEIGHT, CHAR_WIDTH, VERTICAL_STEP

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """netprof's demo: two network namespaces joined by a veth pair, TCP and UDP traffic between
 them from a small C program, captured for a few seconds (network-stack spans, the C program's
-functions as user spans, every packet XDP sees, throughput and memory), then the report.
+functions as user spans, every packet XDP sees, throughput and memory), then the report and two
+pictures of it (netprof view --png): the whole capture, and 400 µs around one request.
 
 Run as root from the repository: ``sudo make demo`` (or ``sudo python3 demo/demo.py``).
 """
@@ -45,8 +46,14 @@ def run(*cmd: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kwargs)
 
 
+# What `netprof view --png` needs to render with no display: Mesa's EGL, and a monospaced font.
+VIEWER_PACKAGES = ["libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libgl1", "libfontconfig1", "fonts-dejavu-core"]
+
+
 def install_missing() -> None:
     need = [pkg for tool, pkg in (("gcc", "gcc"), ("ip", "iproute2")) if not shutil.which(tool)]
+    need += [pkg for pkg in VIEWER_PACKAGES
+             if subprocess.run(["dpkg", "-s", pkg], capture_output=True).returncode != 0]
     if need:
         print(f"demo: installing {' '.join(need)}", flush=True)
         run("apt-get", "update", "-qq")
@@ -108,7 +115,25 @@ def main() -> int:
         remove_network()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    return subprocess.run([sys.executable, "-m", "netprof", "report", str(output)]).returncode
+    report = subprocess.run([sys.executable, "-m", "netprof", "report", str(output)]).returncode
+    return report or draw(output)
+
+
+def draw(trace_path: Path) -> int:
+    """The capture as pictures: all of it, and 400 µs around the 100th request."""
+    import netprof
+
+    trace = netprof.load(trace_path)
+    requests = trace.spans(probe="client:send_request").array
+    origin = trace.time_range[0]
+    start = int(requests["start"][min(100, len(requests) - 1)]) - origin - 30_000 if len(requests) else 0
+    for path, extra in ((trace_path.with_name(trace_path.stem + "-overview.png"), []),
+                        (trace_path.with_suffix(".png"), ["--filter", f"{start}-{start + 400_000}", "--xdp-labels"])):
+        done = subprocess.run([sys.executable, "-m", "netprof", "view", str(trace_path), "--png", str(path),
+                               "--size", "1600x900", *extra])
+        if done.returncode:
+            return done.returncode
+    return 0
 
 
 if __name__ == "__main__":

@@ -33,3 +33,5 @@ def test_demo_trace_matches_the_traffic(tmp_path):
     replies = from_server & (ip_total > 40 + 12 + 400)  # a 512-byte reply (TCP options make 32-byte headers)
     assert replies.sum() == 2000
     assert trace.throughput.size and trace.memory.size
+    for picture in (tmp_path / "demo.png", tmp_path / "demo-overview.png"):
+        assert picture.stat().st_size > 10_000, f"the demo did not draw {picture.name}"

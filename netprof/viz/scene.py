@@ -25,6 +25,7 @@ ROW_HEIGHT = 16     # px: one depth of a call stack
 TALL_ROW_HEIGHT = 46  # px: rows with vertical labels
 XDP_ROW_HEIGHT = 18
 SERIES_HEIGHT = 56
+TEXEL_SPAN_PX = 4   # spans narrower than this many pixels are drawn as texels, not rectangles
 LANE_GAP = 6
 
 
@@ -269,8 +270,15 @@ class Scene:
         first_row = int(np.searchsorted(self.row_y[:-1] + self.row_h[:-1], y_offset, "right"))
         end_row = max(int(np.searchsorted(self.row_y[:-1], y_offset + height - TOP, "left")), first_row)
         drawn = self.index.query(view.t0, view.t1, width, (first_row, end_row))
-        cells, cell_rows = self._cell_image(view, drawn, first_row, end_row, top)
-        spans = drawn.spans
+        # Spans only a few pixels wide join the image too: a rectangle each would cost more to draw
+        # than their texels, and they are too narrow for a label.
+        narrow = (self.span_end[drawn.spans] - self.span_start[drawn.spans]) < TEXEL_SPAN_PX * view.ns_per_px
+        small = drawn.spans[narrow]
+        cells, cell_rows = self._cell_image(
+            view, np.concatenate([drawn.cell_start, self.span_start[small]]),
+            np.concatenate([drawn.cell_end, self.span_end[small]]), np.concatenate([drawn.cell_row, self.span_row[small]]),
+            np.concatenate([drawn.cell_color, self.spans["probe"][small].astype(np.int64)]), first_row, end_row, top)
+        spans = drawn.spans[~narrow]
         if spans.size:
             rows = self.span_row[spans]
             y0 = top + self.row_y[rows]
@@ -303,22 +311,23 @@ class Scene:
         rects = np.concatenate(parts) if parts else np.empty(0, RECT)
         return Frame(rects, labels, spans, np.concatenate(under) if under else np.empty(0, RECT), cells, cell_rows)
 
-    def _cell_image(self, view: View, drawn, first_row: int, end_row: int, top: float):
-        """The merged cells as RGBA texels, one image row per span row on screen."""
+    def _cell_image(self, view: View, start, end, row, probe, first_row: int, end_row: int, top: float):
+        """Cells and narrow spans ([start, end) ns, row, probe) as RGBA texels, one image row per
+        span row on screen, one texel per pixel column."""
         rows = end_row - first_row
-        if not drawn.cell_start.size or rows <= 0:
+        if not start.size or rows <= 0:
             return None, None
         p = view.ns_per_px
-        c0 = np.floor((drawn.cell_start - view.t0) / p).astype(np.int64)
-        c1 = np.maximum(np.ceil((drawn.cell_end - view.t0) / p).astype(np.int64) - 1, c0)
+        c0 = np.floor((start - view.t0) / p).astype(np.int64)
+        c1 = np.maximum(np.ceil((end - view.t0) / p).astype(np.int64) - 1, c0)
         c0, c1 = np.clip(c0, 0, view.width - 1), np.clip(c1, 0, view.width - 1)
         counts = c1 - c0 + 1
         columns = gather(c0, c1 + 1)
         which = np.repeat(np.arange(len(c0)), counts)
         image = np.zeros((rows, view.width, 4), np.uint8)
-        image[drawn.cell_row[which] - first_row, columns, :3] = self.color_rgb[
-            np.minimum(drawn.cell_color, len(self.color_rgb) - 1)][which]
-        image[drawn.cell_row[which] - first_row, columns, 3] = 255
+        texel_row = row[which] - first_row
+        image[texel_row, columns, :3] = self.color_rgb[np.minimum(probe, len(self.color_rgb) - 1)][which]
+        image[texel_row, columns, 3] = 255
         y0 = top + self.row_y[first_row:end_row]
         return image, np.stack([y0 + 1, y0 + self.row_h[first_row:end_row] - 1], axis=1).astype(np.float32)
 

@@ -332,7 +332,7 @@ def cmd_view(args: argparse.Namespace) -> int:
             raise _viz_missing(err) from None
         except (RuntimeError, OSError) as err:
             raise UsageError(f"cannot render offscreen ({err}): install Mesa's EGL (apt-get install libegl1 "
-                             "libegl-mesa0 libgl1-mesa-dri) or run on a machine with a GPU driver") from None
+                             "libegl-mesa0 libgl1-mesa-dri) or OSMesa (libosmesa6)") from None
         print(f"wrote {args.png} ({size[0]}x{size[1]}, {len(scene.spans):,} spans)")
         return 0
     try:

@@ -2,6 +2,7 @@
 reading pixels back: colours where the spans are, nothing where they are not, lanes in order,
 the filter and ignored CPUs honoured, and the CLI's --png."""
 
+import os
 import subprocess
 import sys
 
@@ -134,6 +135,21 @@ def test_cli_writes_the_png(trace_path, tmp_path):
     image = read_png(str(out))
     assert image.shape[:2] == (300, 800)
     assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 10  # not blank
+
+
+def test_osmesa_renders_what_egl_renders(trace_path, tmp_path):
+    from vispy.io import read_png
+
+    pictures = {}
+    for backend in ("egl", "osmesa"):
+        out = tmp_path / f"{backend}.png"
+        done = subprocess.run([sys.executable, "-m", "netprof", "view", str(trace_path), "--png", str(out), "--size",
+                               "640x360"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "NETPROF_OFFSCREEN": backend})
+        assert done.returncode == 0, done.stderr
+        pictures[backend] = read_png(str(out)).astype(int)
+    differs = np.any(np.abs(pictures["egl"] - pictures["osmesa"]) > 2, axis=-1)
+    assert differs.mean() < 0.001, f"{differs.sum()} pixels differ"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -204,3 +204,18 @@ def test_double_click_zooms_to_the_span_and_click_selects(trace):
     controller.move(x, y)
     frame = controller.frame()
     assert any(label.text == "tcp_v4_rcv" for label in frame.labels)  # the tooltip's first line
+
+
+def test_hovering_a_packet_shows_its_ethernet_header(trace):
+    scene = Scene(trace)
+    controller = Controller(scene, (1000, 600))
+    view = controller.view
+    lane = next(lane for lane in scene.lanes if lane.kind == "xdp")
+    x = LEFT + (viz_trace.PACKET_AT - view.t0) / view.ns_per_px
+    controller.move(x + 1, TOP + lane.y + lane.row_height / 2)
+    assert controller.hover is None and controller.hover_packet == 0
+    texts = [label.text for label in controller.frame().labels]
+    assert "02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff IPv4" in texts
+    assert any(text.startswith("packet on veth0") for text in texts)
+    controller.move(x + 200, TOP + lane.y + lane.row_height / 2)
+    assert controller.hover_packet is None

@@ -22,7 +22,8 @@ class Controller:
         self.size = size
         self.easing = Easing(scene.initial_view(size[0]))
         self.y_offset = 0.0
-        self.hover: int | None = None
+        self.hover: int | None = None          # a span
+        self.hover_packet: int | None = None
         self.pointer: tuple[float, float] | None = None
         self.selected: int | None = None
 
@@ -91,7 +92,12 @@ class Controller:
 
     def move(self, x: float, y: float) -> None:
         self.pointer = (x, y)
-        self.hover = self.scene.span_at(self.view, x, y, self.y_offset)
+        self._hit()
+
+    def _hit(self) -> None:
+        self.hover = self.scene.span_at(self.view, *self.pointer, self.y_offset)
+        self.hover_packet = None if self.hover is not None else self.scene.packet_at(self.view, *self.pointer,
+                                                                                      self.y_offset)
 
     def click(self, x: float, y: float) -> list[str] | None:
         """Select the span under the pointer: its details, or None where there is none."""
@@ -102,7 +108,7 @@ class Controller:
         """Advance the easing one frame; True while still moving."""
         moving = self.easing.step()
         if self.pointer is not None:
-            self.hover = self.scene.span_at(self.view, *self.pointer, self.y_offset)
+            self._hit()
         return moving
 
     def frame(self) -> Frame:
@@ -111,8 +117,10 @@ class Controller:
         labels = list(frame.labels)
         if self.selected is not None:
             overlays.append(self._outline(self.selected))
-        if self.hover is not None and self.pointer is not None:
-            rects, lines = self._tooltip(self.hover)
+        if self.pointer is not None and (self.hover is not None or self.hover_packet is not None):
+            text = (self.scene.describe(self.hover) if self.hover is not None else
+                    self.scene.describe_packet(self.hover_packet))
+            rects, lines = self._tooltip(text)
             overlays.append(rects)
             labels += lines
         return Frame(np.concatenate(overlays), labels, frame.spans)
@@ -130,8 +138,7 @@ class Controller:
             out[i] = (a, b, c, d, key)
         return out
 
-    def _tooltip(self, span: int) -> tuple[np.ndarray, list[Label]]:
-        lines = self.scene.describe(span)
+    def _tooltip(self, lines: list[str]) -> tuple[np.ndarray, list[Label]]:
         x, y = self.pointer
         width = max(len(line) for line in lines) * CHAR_WIDTH + 12
         height = len(lines) * (CHAR_HEIGHT + 3) + 8

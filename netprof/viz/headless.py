@@ -1,24 +1,38 @@
-"""Rendering to a PNG with no display: EGL on Mesa's surfaceless platform (no X, no GPU needed)."""
+"""Rendering to a PNG with no display: EGL on Mesa's surfaceless platform (no X, no GPU needed),
+or OSMesa where there is no EGL. NETPROF_OFFSCREEN=egl|osmesa picks one (default: the first found).
+"""
 
 from __future__ import annotations
 
+import ctypes.util
+import glob
 import os
 
 import numpy as np
 
 
-def use_egl() -> None:
-    os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+def use_offscreen() -> str:
+    """Select vispy's offscreen backend for this process; returns its name."""
     import vispy
 
-    vispy.use(app="egl", gl="gl2")
+    wanted = os.environ.get("NETPROF_OFFSCREEN", "auto")
+    if wanted in ("auto", "egl") and ctypes.util.find_library("EGL"):
+        os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+        vispy.use(app="egl", gl="gl2")
+        return "egl"
+    osmesa = sorted(glob.glob("/usr/lib/*/libOSMesa.so*") + glob.glob("/usr/lib*/libOSMesa.so*"))
+    if wanted in ("auto", "osmesa") and (osmesa or os.environ.get("OSMESA_LIBRARY")):
+        os.environ.setdefault("OSMESA_LIBRARY", osmesa[-1] if osmesa else "")
+        vispy.use(app="osmesa")
+        return "osmesa"
+    raise RuntimeError(f"no offscreen OpenGL ({'EGL or OSMesa' if wanted == 'auto' else wanted}) found")
 
 
 class OffscreenRenderer:
     """A hidden canvas that renders scene frames and reads the pixels back."""
 
     def __init__(self, size: tuple[int, int]):
-        use_egl()
+        self.backend = use_offscreen()
         from vispy import app
 
         from .render import Renderer

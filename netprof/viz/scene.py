@@ -428,6 +428,23 @@ class Scene:
                     best = span
         return None if best is None else int(best)
 
+    def packet_at(self, view: View, x: float, y: float, y_offset: float = 0.0, slop_px: float = 2.0) -> int | None:
+        """The XDP packet drawn under pixel (x, y), as an index into self.packets."""
+        row = self.row_at(y, y_offset)
+        if row is None or x < LEFT or self.packet_index is None or row not in self.packet_lanes.values():
+            return None
+        t, slop = view.time_at(x - LEFT), slop_px * view.ns_per_px
+        lo, hi = np.searchsorted(self.packet_ts, [t - slop, t + slop])
+        near = np.arange(lo, hi)[self.packet_row[lo:hi] == row]
+        return int(near[np.argmin(np.abs(self.packet_ts[near] - t))]) if near.size else None
+
+    def describe_packet(self, packet: int) -> list[str]:
+        p = self.packets[packet]
+        name = self.trace.header.get("interfaces", {}).get(str(int(p["ifindex"])), f"if {int(p['ifindex'])}")
+        return [f"packet on {name}, rx queue {int(p['rx_queue'])}, cpu {int(p['cpu'])}",
+                f"at {format_time(int(self.packet_ts[packet]), 1)}  {int(p['len'])} bytes",
+                ethernet_summary(bytes(p["data"][: int(p["caplen"])]))]
+
     def describe(self, span: int) -> list[str]:
         s = self.spans[span]
         probe = int(s["probe"])

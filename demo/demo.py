@@ -2,7 +2,7 @@
 """netprof's demo: two network namespaces joined by a veth pair, TCP and UDP traffic between
 them from a small C program, captured for a few seconds (network-stack spans, the C program's
 functions as user spans, every packet XDP sees, throughput and memory), then the report and two
-pictures of it (netprof view --png): the whole capture, and 400 µs around one request.
+pictures of it (netprof view --png): the whole capture, and one request and its reply.
 
 Run as root from the repository: ``sudo make demo`` (or ``sudo python3 demo/demo.py``).
 """
@@ -120,15 +120,23 @@ def main() -> int:
 
 
 def draw(trace_path: Path) -> int:
-    """The capture as pictures: all of it, and 400 µs around the 100th request."""
+    """The capture as pictures: all of it, and one request from send_request to parse_reply."""
+    import numpy as np
+
     import netprof
 
     trace = netprof.load(trace_path)
-    requests = trace.spans(probe="client:send_request").array
     origin = trace.time_range[0]
-    start = int(requests["start"][min(100, len(requests) - 1)]) - origin - 30_000 if len(requests) else 0
+    sends, replies = (trace.spans(probe=f"client:{f}").array for f in ("send_request", "parse_reply"))
+    window = []
+    if len(sends) > 100 and len(replies):
+        start = int(sends["start"][100])
+        reply = replies[np.searchsorted(replies["start"], start):][:1]
+        end = int(reply["end"][0]) if len(reply) else start + 100_000
+        margin = (end - start) // 10
+        window = ["--filter", f"{start - origin - margin}-{end - origin + margin}"]
     for path, extra in ((trace_path.with_name(trace_path.stem + "-overview.png"), []),
-                        (trace_path.with_suffix(".png"), ["--filter", f"{start}-{start + 400_000}", "--xdp-labels"])):
+                        (trace_path.with_suffix(".png"), [*window, "--xdp-labels"])):
         done = subprocess.run([sys.executable, "-m", "netprof", "view", str(trace_path), "--png", str(path),
                                "--size", "1600x900", *extra])
         if done.returncode:

@@ -81,7 +81,7 @@ def test_nothing_is_drawn_where_there_is_no_span(offscreen, trace_path):
     # and the span colours appear nowhere outside their rows
     function_colours = [rgb_of(n) for n in ("ip_rcv", "tcp_v4_rcv", "client:send_all")]
     lanes_end = int(TOP + max(lane.y + lane.rows * lane.row_height for lane in scene.lanes if lane.kind in ("stack", "user")))
-    below = img[lanes_end + 2:, LEFT:]
+    below = img[lanes_end + 2:-30, LEFT:]  # down to the legend, where the swatches are
     for rgb in function_colours:
         assert not np.any(np.all(np.abs(below - rgb) <= 2, axis=-1))
 
@@ -101,6 +101,43 @@ def test_packets_throughput_memory_and_loss_are_drawn(offscreen, trace_path):
     assert near(img[top, x_of(view, 950e6)], fixed("memory"))     # the maximum: full height
     # the loss reported at the end of the capture: a red mark across the lanes
     assert np.any(np.all(np.abs(img[TOP + 5:, -20:] - fixed("lost")) <= 3, axis=-1))
+
+
+def test_nothing_is_drawn_over_the_lane_titles_when_zoomed(offscreen, trace_path):
+    scene = Scene(netprof.load(trace_path))
+    view = scene.initial_view(SIZE[0]).zoomed(300, 50)
+    img = offscreen.render(scene.frame(view, SIZE[1]))[..., :3].astype(int)
+    titles = img[TOP:, :LEFT - 2]
+    for name in ("rx", "memory", "packet"):  # the series and packets reach beyond the view's left edge
+        assert not np.any(np.all(np.abs(titles - fixed(name)) <= 2, axis=-1)), name
+
+
+def test_pixels_holding_spans_for_little_of_their_time_are_dim(offscreen, tmp_path):
+    """1 ms of 100 ns spans every µs (10% busy) then 1 ms of back-to-back 1 µs spans (100% busy),
+    shown 2 µs to a pixel: the first half dim, the second in full colour."""
+    from netprof.probes import layout
+    from netprof.tracefile import Kind, TraceWriter, new_header
+
+    sparse = np.arange(0, 1_000_000, 1000)
+    dense = np.arange(1_000_000, 2_000_000, 1000)
+    starts, ends = np.r_[sparse, dense], np.r_[sparse + 100, dense + 1000]
+    events = np.zeros(2 * len(starts), layout.SPAN.dtype())
+    events["ts"] = viz_trace.T0 + np.c_[starts, ends].reshape(-1)
+    events["kind"] = np.tile([0, 1], len(starts))
+    events["tid"] = events["pid"] = 7
+    path = tmp_path / "busy.trace"
+    writer = TraceWriter(path, new_header([{"id": 0, "name": "napi_poll", "kind": "kernel", "mechanism": "x"}], 64))
+    writer.write(Kind.SPANS, events)
+    writer.close()
+    scene = Scene(netprof.load(path))
+    view = scene.initial_view(SIZE[0])
+    img = offscreen.render(scene.frame(view, SIZE[1]))[..., :3].astype(float)
+    row = row_middle(scene, "CPU 0")
+    full, back = rgb_of("napi_poll"), fixed("background")
+    dim = img[row, x_of(view, 530_000)]  # clear of the grid lines
+    alpha = (dim - back) / (full - back)
+    assert np.allclose(alpha, 0.35 + 0.65 * 0.1, atol=0.04), alpha
+    assert near(img[row, x_of(view, 1_530_000)], full)
 
 
 def test_filter_and_ignored_cpus_are_honoured(offscreen, trace_path):

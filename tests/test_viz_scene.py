@@ -128,17 +128,31 @@ def test_describe(trace):
     assert "tcp_v4_rcv" in text and "duration 100 ms" in text and "cpu 0" in text and "depth 1" in text
 
 
+def in_spans(scene, frame) -> set[str]:
+    """The labels written inside the lanes' timeline (not titles, ticks or the legend)."""
+    return {label.text for label in frame.labels if label.x >= LEFT and TOP < label.y < TOP + scene.height}
+
+
 def test_frame_draws_every_span_and_labels_the_wide_ones(trace):
     scene = Scene(trace)
     frame = scene.frame(scene.initial_view(1000), 600)
-    labels = {label.text for label in frame.labels}
-    assert {"ip_rcv", "tcp_v4_rcv", "client:send_all", "CPU 0", "XDP veth0"} <= labels
+    assert {"ip_rcv", "tcp_v4_rcv", "client:send_all"} <= in_spans(scene, frame)
+    assert {"CPU 0", "XDP veth0"} <= {label.text for label in frame.labels}
     assert any(label.text.startswith("lost 5") for label in frame.labels)
-    no_labels = Scene(trace, Options(labels=False)).frame(scene.initial_view(1000), 600)
-    assert "tcp_v4_rcv" not in {label.text for label in no_labels.labels}
-    few = Scene(trace, Options(visible_threshold=40)).frame(scene.initial_view(1000), 600)
-    assert "tcp_v4_rcv" not in {label.text for label in few.labels}  # 10% of the view: under 40%
-    assert "client:send_all" in {label.text for label in few.labels}  # 50%
+    no_labels = Scene(trace, Options(labels=False))
+    assert "tcp_v4_rcv" not in in_spans(no_labels, no_labels.frame(scene.initial_view(1000), 600))
+    few = Scene(trace, Options(visible_threshold=40))
+    shown = in_spans(few, few.frame(scene.initial_view(1000), 600))
+    assert "tcp_v4_rcv" not in shown and "client:send_all" in shown  # 10% and 50% of the view; 40% needed
+
+
+def test_legend_names_every_function_with_its_colour(trace):
+    scene = Scene(trace)
+    frame = scene.frame(scene.initial_view(1000), 600)
+    legend = [label for label in frame.labels if label.y > 600 - 30]
+    assert [label.text for label in legend] == ["ip_rcv", "tcp_v4_rcv", "client:send_all"]
+    swatches = frame.rects[(frame.rects["y0"] > 600 - 30) & (frame.rects["x1"] - frame.rects["x0"] < 20)]
+    assert sorted(swatches["color"].tolist()) == sorted(scene.color_keys.tolist())
 
 
 def test_xdp_labels(trace):

@@ -43,6 +43,7 @@ class _Level:
     bucket_bits: int        # buckets are 1 << bucket_bits ns wide
     key: np.ndarray         # row << shift | bucket, ascending, unique
     value: np.ndarray       # duration << 16 | colour of the longest span starting in the cell
+    busy: np.ndarray        # ns: the summed durations of the spans starting in the cell
     rows: np.ndarray
 
 
@@ -55,25 +56,20 @@ class Drawn:
     cell_end: np.ndarray
     cell_row: np.ndarray
     cell_color: np.ndarray  # colour key of the longest span in the cell
+    cell_busy: np.ndarray   # ns of spans in the cell: how much of its pixel they fill
     ns_per_px: float
 
 
-def _merge_cells(start, end, row, value, t0: float, p: float):
-    """At most one cell per pixel column and row (the one with the longest span), then runs of
-    cells in neighbouring columns with the same colour as one rectangle. Cells come sorted by
-    (row, start)."""
+def _merge_cells(start, end, row, value, busy, t0: float, p: float):
+    """At most one cell per pixel column and row: the colour of the longest span, the time of
+    all. Cells come sorted by (row, start)."""
     if not start.size:
-        return start, end, row, value & 0xFFFF
+        return start, end, row, value & 0xFFFF, busy
     column = np.floor((start - t0) / p).astype(np.int64)
     first = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (column[1:] != column[:-1])])
-    value = np.maximum.reduceat(value, first)
     last = np.r_[first[1:], len(start)] - 1
-    start, end, row, column = start[first], end[last], row[first], column[first]
-    color = value & 0xFFFF
-    opens = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (column[1:] != column[:-1] + 1)
-                                 | (color[1:] != color[:-1])])
-    closes = np.r_[opens[1:], len(start)] - 1
-    return start[opens], end[closes], row[opens], color[opens]
+    return (start[first], end[last], row[first], np.maximum.reduceat(value, first) & 0xFFFF,
+            np.add.reduceat(busy, first))
 
 
 class LodIndex:
@@ -112,7 +108,7 @@ class LodIndex:
 
     def _make_levels(self, order, klass, duration, bounds) -> list[_Level]:
         levels: list[_Level] = []
-        key = value = np.empty(0, np.int64)
+        key = value = busy = np.empty(0, np.int64)
         time_mask = (1 << self.shift) - 1
         level = 0
         while True:
@@ -125,13 +121,15 @@ class LodIndex:
                     new_key = (self.row[idx] << self.shift) | (self.start[idx] >> bits)
                     new_value = (duration[idx] << 16) | self.color[idx]
                     key, value = np.concatenate([key, new_key]), np.concatenate([value, new_value])
+                    busy = np.concatenate([busy, duration[idx]])
                     by_key = np.argsort(key, kind="stable")
-                    key, value = key[by_key], value[by_key]
+                    key, value, busy = key[by_key], value[by_key], busy[by_key]
             if key.size:
                 first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
                 value = np.maximum.reduceat(value, first)
+                busy = np.add.reduceat(busy, first)
                 key = key[first]
-            levels.append(_Level(bits, key, value, np.unique(key >> self.shift)))
+            levels.append(_Level(bits, key, value, busy, np.unique(key >> self.shift)))
             if (1 << bits) >= self.horizon and level >= len(bounds) - 2:
                 return levels
             level += 1
@@ -161,11 +159,11 @@ class LodIndex:
         base = shown(level.rows) << self.shift
         cells = gather(np.searchsorted(level.key, base | (lo_t >> bits), "left"),
                        np.searchsorted(level.key, base | (hi_t >> bits), "right"))
-        key, value = level.key[cells], level.value[cells]
+        key = level.key[cells]
         start = (key & ((1 << self.shift) - 1)) << bits
-        row = key >> self.shift
-        start, end, row, color = _merge_cells(start, start + (1 << bits), row, value, t0, p)
-        return Drawn(spans, start, end, row, color, p)
+        start, end, row, color, busy = _merge_cells(start, start + (1 << bits), key >> self.shift,
+                                                    level.value[cells], level.busy[cells], t0, p)
+        return Drawn(spans, start, end, row, color, busy, p)
 
     def __len__(self) -> int:
         return len(self.start)

@@ -84,8 +84,8 @@ uniform sampler2D u_cells;
 varying vec2 v_uv;
 void main() {
     vec4 texel = texture2D(u_cells, v_uv);
-    if (texel.a < 0.5) discard;
-    gl_FragColor = vec4(texel.rgb, 1.0);
+    if (texel.a < 0.002) discard;
+    gl_FragColor = texel;
 }
 """
 
@@ -160,8 +160,8 @@ class Renderer:
         gloo.set_viewport(0, 0, width, height)
         gloo.set_clear_color(tuple(colors.FIXED["background"]) + (1.0,))
         gloo.clear(color=True)
-        # Rectangles and cells are opaque: blending them would only cost fill rate, and software
-        # renderers are fill-bound. Labels blend their glyphs' coverage.
+        # Rectangles are opaque: blending them would only cost fill rate, and software renderers
+        # are fill-bound. Cells blend by how busy their pixel is, labels by their glyphs' coverage.
         gloo.set_state(blend=False, depth_test=False)
         if frame.under is not None and len(frame.under):
             self._draw(self.rects, self._under_buffer, rect_vertices(frame.under), size)
@@ -169,7 +169,9 @@ class Renderer:
             from .scene import LEFT
 
             self._cell_texture.set_data(frame.cells)  # resized to the image as needed
+            gloo.set_state(blend=True, blend_func=("src_alpha", "one_minus_src_alpha"))  # alpha: how busy
             self._draw(self.cells, self._cell_buffer, cell_vertices(frame.cell_rows, LEFT, frame.cells.shape[1]), size)
+            gloo.set_state(blend=False)
         self._draw(self.rects, self._rect_buffer, rect_vertices(frame.rects), size)
         gloo.set_state(blend=True, blend_func=("src_alpha", "one_minus_src_alpha"))
         self._draw(self.text, self._text_buffer, text_vertices(frame.labels), size)

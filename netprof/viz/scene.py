@@ -26,6 +26,7 @@ TALL_ROW_HEIGHT = 46  # px: rows with vertical labels
 XDP_ROW_HEIGHT = 18
 SERIES_HEIGHT = 56
 TEXEL_SPAN_PX = 4   # spans narrower than this many pixels are drawn as texels, not rectangles
+MIN_SHADE = 0.35    # how strongly a pixel column holding spans for almost none of its time is drawn
 LANE_GAP = 6
 
 
@@ -52,6 +53,7 @@ class Lane:
     row_height: float
     y: float = 0.0      # top, px below the axis
     scale: float = 1.0  # series: the value drawn full height
+    floor: float = 0.0  # series: the value drawn at the bottom
     unit: str = ""
 
 
@@ -76,7 +78,7 @@ class Frame:
     labels: list[Label] = field(default_factory=list)
     spans: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # drawn whole: label and hit candidates
     under: np.ndarray | None = None
-    cells: np.ndarray | None = None        # uint8 RGBA [rows, width, 4]; alpha 0 where nothing is
+    cells: np.ndarray | None = None        # uint8 RGBA [rows, width, 4]; alpha: how busy, 0 where nothing is
     cell_rows: np.ndarray | None = None    # float32 [rows, 2]: y0, y1
 
 
@@ -212,8 +214,11 @@ class Scene:
             memory = trace.memory
             for pid in np.unique(memory["pid"]):
                 mine = np.sort(memory[memory["pid"] == pid], order="ts")
+                # memory changes little against its total: draw the range it moved in, not from 0
+                low, high = float(mine["bytes"].min()), float(mine["bytes"].max())
+                floor = max(low - (high - low) * 0.1, 0.0) if high > low else 0.0
                 lane = Lane("memory" if pid == 0 else f"RSS {pid}", "memory", next_row, 1, SERIES_HEIGHT,
-                            scale=float(mine["bytes"].max()) or 1.0, unit="B")
+                            scale=high or 1.0, floor=floor, unit="B")
                 self.series.append((lane, mine["ts"].astype(np.int64) - self.origin,
                                     mine["bytes"].astype(np.float64), "memory"))
                 next_row += 1
@@ -259,6 +264,8 @@ class Scene:
             labels.append(Label(6, y0 + 2, lane.title[:18]))
             if lane.kind in ("throughput", "memory"):
                 labels.append(Label(6, y0 + 16, f"max {_si(lane.scale)}{lane.unit}", color="grid"))
+                if lane.floor:
+                    labels.append(Label(6, y0 + 30, f"min {_si(lane.floor)}{lane.unit}", color="grid"))
         # time axis: grid lines and tick labels, over the lane backgrounds, under everything else
         step, marks = ticks(view.t0, view.t1, width)
         if marks:
@@ -277,12 +284,13 @@ class Scene:
         cells, cell_rows = self._cell_image(
             view, np.concatenate([drawn.cell_start, self.span_start[small]]),
             np.concatenate([drawn.cell_end, self.span_end[small]]), np.concatenate([drawn.cell_row, self.span_row[small]]),
-            np.concatenate([drawn.cell_color, self.spans["probe"][small].astype(np.int64)]), first_row, end_row, top)
+            np.concatenate([drawn.cell_color, self.spans["probe"][small].astype(np.int64)]),
+            np.concatenate([drawn.cell_busy, self.span_end[small] - self.span_start[small]]), first_row, end_row, top)
         spans = drawn.spans[~narrow]
         if spans.size:
             rows = self.span_row[spans]
             y0 = top + self.row_y[rows]
-            parts.append(_rects(np.maximum(xs(self.span_start[spans]), LEFT - 1),
+            parts.append(_rects(np.maximum(xs(self.span_start[spans]), LEFT),
                                 np.minimum(xs(self.span_end[spans]), LEFT + width + 1),
                                 y0 + 1, y0 + self.row_h[rows] - 1, self.span_color[spans]))
             if self.options.labels:
@@ -291,7 +299,7 @@ class Scene:
         if self.packet_index is not None:
             marks = self.packet_index.query(view.t0, view.t1, width)
             y0 = top + self.row_y[marks.cell_row]
-            x = xs(marks.cell_start)
+            x = np.maximum(xs(marks.cell_start), LEFT)
             parts.append(_rects(x, np.maximum(xs(marks.cell_end), x + 2), y0 + 2, y0 + XDP_ROW_HEIGHT - 2,
                                 colors.FIXED_KEYS["packet"]))
             if self.options.xdp_labels:
@@ -308,12 +316,38 @@ class Scene:
             labels += [Label(float(xi) + 3, TOP + 2, f"lost {int(n):,}", color="lost")
                        for xi, n in zip(x[:50], self.loss["lost"][seen][:50], strict=False)]
         labels.append(Label(6, 4, f"{format_duration(view.span)} shown", color="grid"))
+        legend_rects, legend_labels = self._legend(width, height)
+        parts.append(legend_rects)
+        labels += legend_labels
         rects = np.concatenate(parts) if parts else np.empty(0, RECT)
         return Frame(rects, labels, spans, np.concatenate(under) if under else np.empty(0, RECT), cells, cell_rows)
 
-    def _cell_image(self, view: View, start, end, row, probe, first_row: int, end_row: int, top: float):
-        """Cells and narrow spans ([start, end) ns, row, probe) as RGBA texels, one image row per
-        span row on screen, one texel per pixel column."""
+    def _legend(self, width: int, height: int) -> tuple[np.ndarray, list[Label]]:
+        """A colour swatch and the name of every function shown, along the bottom of the canvas."""
+        from .font import CHAR_WIDTH
+
+        probes = np.unique(self.spans["probe"]) if self.spans.size else []
+        entries = [(self.names[p] if p < len(self.names) else f"probe {p}", self.color_keys[min(p, len(self.color_keys) - 1)])
+                   for p in probes]
+        if not entries:
+            return np.empty(0, RECT), []
+        lines, x, line = [], 6.0, 0
+        for name, key in entries:
+            step = 16 + len(name) * CHAR_WIDTH + 18
+            if x + step > LEFT + width and x > 6:
+                x, line = 6.0, line + 1
+            lines.append((x, line, name, key))
+            x += step
+        top = height - 18 * (line + 1) - 4
+        swatches = [(x, x + 11, top + 4 + 18 * n, top + 15 + 18 * n, key) for x, n, _, key in lines]
+        band = _rects([0], [LEFT + width], [top], [height], colors.FIXED_KEYS["tooltip"])
+        swatch = _rects(*(np.array(column, np.float64) for column in zip(*swatches, strict=True)))
+        return np.concatenate([band, swatch]), [Label(x + 16, top + 3 + 18 * n, name) for x, n, name, _ in lines]
+
+    def _cell_image(self, view: View, start, end, row, probe, busy, first_row: int, end_row: int, top: float):
+        """Cells and narrow spans ([start, end) ns, row, probe, ns of spans in them) as RGBA
+        texels, one image row per span row on screen, one texel per pixel column. The alpha says
+        how much of its pixel's time spans fill: where they take 1% of it, a dim mark, not a solid bar."""
         rows = end_row - first_row
         if not start.size or rows <= 0:
             return None, None
@@ -327,7 +361,15 @@ class Scene:
         image = np.zeros((rows, view.width, 4), np.uint8)
         texel_row = row[which] - first_row
         image[texel_row, columns, :3] = self.color_rgb[np.minimum(probe, len(self.color_rgb) - 1)][which]
-        image[texel_row, columns, 3] = 255
+        flat = texel_row * view.width + columns
+        time_in = np.bincount(flat, (busy / counts)[which], rows * view.width).reshape(rows, view.width)
+        # A span's time counts in the column where it starts: one more or one fewer start in a
+        # column makes neighbours flicker between 70% and 100%. Their mean evens that out.
+        mean = time_in.copy()
+        mean[:, 1:] += time_in[:, :-1]
+        mean[:, :-1] += time_in[:, 1:]
+        filled = np.minimum(np.maximum(time_in, mean / 3) / p, 1.0).reshape(-1)[flat]
+        image[texel_row, columns, 3] = np.round(255 * (MIN_SHADE + (1 - MIN_SHADE) * filled)).astype(np.uint8)
         y0 = top + self.row_y[first_row:end_row]
         return image, np.stack([y0 + 1, y0 + self.row_h[first_row:end_row] - 1], axis=1).astype(np.float32)
 
@@ -394,9 +436,10 @@ class Scene:
             has = np.isfinite(peak)
             x0 = LEFT + np.flatnonzero(has).astype(np.float64)
             x1, v = x0 + 1, peak[has]
+        x0, x1 = np.maximum(x0, LEFT), np.minimum(np.maximum(x1, x0 + 1), LEFT + view.width)
         y_base = top + lane.y + lane.row_height - 1
-        height = (lane.row_height - 4) * np.clip(v / lane.scale, 0, 1)
-        return _rects(x0, np.maximum(x1, x0 + 1), y_base - height, np.full(len(v), y_base), colors.FIXED_KEYS[kind])
+        height = (lane.row_height - 4) * np.clip((v - lane.floor) / (lane.scale - lane.floor), 0, 1)
+        return _rects(x0, x1, y_base - height, np.full(len(v), y_base), colors.FIXED_KEYS[kind])
 
     # --- hit testing --------------------------------------------------------------------------------
 

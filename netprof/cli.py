@@ -153,11 +153,12 @@ def _config(path: str) -> dict:
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"config {path} is not valid TOML: {err}") from None
     known = {"kernel", "user", "net", "xdp", "throughput", "memory", "pid", "duration", "output", "snaplen",
-             "tracepoints", "memory_interval", "xdp_mode"}
+             "tracepoints", "memory_interval", "xdp_mode", "sockets", "buffer"}
     unknown = set(config) - known
     if unknown:
         raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
-    kinds = {"net": bool, "throughput": bool, "memory": bool, "pid": int, "snaplen": int, "duration": (int, float),
+    kinds = {"net": bool, "throughput": bool, "memory": bool, "sockets": bool, "buffer": int, "pid": int,
+             "snaplen": int, "duration": (int, float),
              "memory_interval": (int, float), "output": str, "xdp_mode": str}
     for key, value in config.items():
         wanted = kinds.get(key, (str, list))
@@ -193,7 +194,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
                           snaplen=args.snaplen if args.snaplen is not None else config.get("snaplen", 64),
                           memory_interval=(args.memory_interval if args.memory_interval is not None
                                            else config.get("memory_interval", 10)) / 1000,
-                          xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"), status=args.verbose > 0)
+                          xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"), status=args.verbose > 0,
+                          sockets=args.sockets or config.get("sockets", False),
+                          buffer_mib=args.buffer if args.buffer is not None else config.get("buffer", 16))
     except SessionError as err:
         raise UsageError(str(err)) from None
     if args.verbose > 1:
@@ -391,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--throughput", action="store_true", help="packets and bytes per interface over time")
     p.add_argument("-m", "--memory", action="store_true", help="memory in use over time (system and processes)")
     p.add_argument("--memory-interval", type=float, metavar="MS", help="memory sampling interval (default 10 ms)")
+    p.add_argument("--sockets", action="store_true",
+                   help="with the memory: the kernel's socket buffers (TCP and UDP sk_buffs, IP fragments)")
+    p.add_argument("--buffer", type=int, metavar="MiB",
+                   help="ring buffer for span events (power of two, default 16: 80 ms of 5 M events/s)")
     p.add_argument("-p", "--pid", type=int, help="only this process")
     p.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     p.add_argument("-o", "--output", metavar="FILE", help="trace file to write (default netprof.trace)")

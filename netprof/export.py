@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .probes.layout import memory_source
 from .trace import Spans, Trace
 
 PCAP_NS_MAGIC = 0xA1B23C4D   # pcap with nanosecond timestamps
@@ -61,7 +62,8 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
         memory = trace.memory
         for pid in np.unique(memory["pid"]):
             mine = memory[memory["pid"] == pid]
-            label = "memory used (system)" if pid == 0 else f"RSS pid {int(pid)}"
+            source = memory_source(pid)
+            label = {"system": "memory used (system)", "socket buffers": "socket buffers"}.get(source, f"RSS {source}")
             for t, v in zip((mine["ts"] - origin) / 1e3, mine["bytes"], strict=True):
                 f.write(f'{{"ph":"C","name":"{label}","pid":{COUNTER_PID},"ts":{t:.3f},"args":{{"bytes":{v}}}}},\n')
                 counts["counters"] += 1

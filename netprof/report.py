@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .probes.layout import memory_source
 from .trace import Trace, load  # noqa: F401 - load is part of this module's interface
 
 
@@ -82,7 +83,7 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
         rows = []
         for pid in np.unique(memory["pid"]):
             mine = memory[memory["pid"] == pid]["bytes"]
-            rows.append(["system" if pid == 0 else f"pid {int(pid)}", f"{len(mine):,}",
+            rows.append([memory_source(pid), f"{len(mine):,}",
                          f"{mine.min() / 2**20:,.1f} MiB", f"{mine.max() / 2**20:,.1f} MiB"])
         out += ["", "memory:", _table(["what", "samples", "min", "max"], rows)]
     lost = trace.lost

@@ -42,9 +42,9 @@ NET_SPANS = [
 ]
 NET_EVENTS = [("napi_poll", "napi:napi_poll", "work")]  # no entry tracepoint: an instant event
 
-SPAN_RING = 1 << 26
 PACKET_RING = 1 << 25
 POLL_SECONDS = 0.01
+FIRST_POLL_SECONDS = 0.001  # until the first event: it shows up within a millisecond, not ten
 THROUGHPUT_FLUSH_SECONDS = 0.1
 
 
@@ -86,11 +86,17 @@ class Session:
                  tracepoints: list[str] = (), xdp: list[str] = (), throughput: bool = False,
                  memory: bool = False, pid: int | None = None, output: str | os.PathLike = "netprof.trace",
                  snaplen: int = 64, memory_interval: float = 0.01, bin_ms: float = 10.0,
-                 xdp_mode: str = "auto", status: bool = False):
+                 xdp_mode: str = "auto", status: bool = False, sockets: bool = False, buffer_mib: int = 16):
         self.kernel, self.user, self.net, self.tracepoints = list(kernel), list(user), net, list(tracepoints)
         self.xdp, self.throughput, self.memory, self.pid = list(dict.fromkeys(xdp)), throughput, memory, pid
         self.output, self.snaplen, self.memory_interval = Path(output), snaplen, memory_interval
         self.bin_ns, self.xdp_mode, self.status = int(bin_ms * 1e6), xdp_mode, status
+        self.sockets = sockets  # with memory: also the kernel's socket buffer memory
+        if buffer_mib < 1 or buffer_mib & (buffer_mib - 1) or buffer_mib > 4096:
+            raise SessionError(f"ring buffer size {buffer_mib} MiB must be a power of two between 1 and 4096")
+        self.ring_bytes = buffer_mib << 20
+        if sockets:
+            self.memory = memory = True
         if not (self.kernel or self.user or self.net or self.tracepoints or self.xdp or throughput or memory):
             raise SessionError("nothing to capture: name kernel functions (-k), user functions (-u), --net, "
                                "an interface (-x), --throughput or --memory")
@@ -221,7 +227,7 @@ class Session:
         enter = self._stack.enter_context
         self.lost = enter(Map.create(MapType.PERCPU_ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
                                      max_entries=spans.MAX_PROBES, name="netprof_lost"))
-        self.events = enter(RingBuffer.create(SPAN_RING, "netprof_events"))
+        self.events = enter(RingBuffer.create(self.ring_bytes, "netprof_events"))
         self.packets = enter(RingBuffer.create(PACKET_RING, "netprof_packets")) if self.xdp else None
         self.counts = enter(Map.create(MapType.PERCPU_HASH, key_size=packets.THROUGHPUT_KEY,
                                        value_size=packets.THROUGHPUT_VALUE, max_entries=1 << 16,
@@ -335,7 +341,7 @@ class Session:
             now = time.monotonic()
             if duration is not None and now - start >= duration:
                 break
-            self.events.wait(POLL_SECONDS)
+            self.events.wait(POLL_SECONDS if self.summary.events else FIRST_POLL_SECONDS)
             self._drain()
             now = time.monotonic()
             if self.memory and now >= next_memory:
@@ -400,7 +406,9 @@ class Session:
 
     def _sample_memory(self) -> None:
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        samples = [(now, 0, _system_memory_used())]
+        samples = [(now, layout.MEMORY_SYSTEM, _system_memory_used())]
+        if self.sockets:
+            samples.append((now, layout.MEMORY_SOCKETS, _socket_memory()))
         pids = set(self._pids_seen) | ({self.pid} if self.pid else set())
         for pid in sorted(pids):
             rss = _rss(pid)
@@ -486,6 +494,25 @@ def _system_memory_used() -> int:
             name, value = line.split(":", 1)
             fields[name] = int(value.split()[0]) * 1024
     return fields["MemTotal"] - fields.get("MemAvailable", fields.get("MemFree", 0))
+
+
+def _socket_memory() -> int:
+    """Bytes of socket buffers the kernel holds: the pages charged to TCP and UDP sockets (sk_buffs
+    queued for sending or reading, their truesize) and IP fragments awaiting reassembly."""
+    total = 0
+    with contextlib.suppress(OSError), open("/proc/net/sockstat") as f:
+        for line in f:
+            proto, _, rest = line.partition(":")
+            fields = rest.split()
+            pairs = dict(zip(fields[::2], fields[1::2], strict=False))
+            if proto in ("TCP", "UDP") and "mem" in pairs:
+                total += int(pairs["mem"]) * _PAGE
+            elif proto == "FRAG" and "memory" in pairs:
+                total += int(pairs["memory"])
+    return total
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _rss(pid: int) -> int | None:

@@ -86,6 +86,34 @@ def test_a_hot_function_has_no_lone_ends_when_capture_starts_and_stops(target_pr
     assert np.count_nonzero(spans["flags"]) <= 2  # at most the call in flight at each end
 
 
+def test_socket_buffer_memory_follows_unread_datagrams(tmp_path):
+    """--sockets samples the kernel's socket buffer memory: 3 MB of datagrams left unread on a
+    loopback socket show up, and go away when the socket closes. (The kernel's counter moves in
+    steps: each CPU keeps up to 1 MB of reserve before charging the global count.)"""
+    import socket
+
+    from netprof.probes.layout import MEMORY_SOCKETS
+
+    out = tmp_path / "sockets.trace"
+    capture = Capture("-m", "--sockets", "-o", str(out))
+    time.sleep(0.3)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE (root): past rmem_max
+    receiver.bind(("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for _ in range(3000):
+            sender.sendto(b"x" * 1000, receiver.getsockname())
+    time.sleep(0.3)
+    receiver.close()
+    time.sleep(0.3)
+    code, err = capture.stop()
+    assert code == 0, err
+    memory = load(out).memory
+    sockets = memory[memory["pid"] == MEMORY_SOCKETS]["bytes"].astype(np.int64)
+    assert len(sockets) > 20
+    assert sockets.max() - sockets[0] >= 3_000_000 and sockets[-1] - sockets[0] < 1_500_000, sockets
+
+
 def test_xdp_records_every_packet_with_its_headers(veth_pair, tmp_path):
     host, netns, _, host_ip = veth_pair
     out = tmp_path / "xdp.trace"

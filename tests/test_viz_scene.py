@@ -233,3 +233,13 @@ def test_hovering_a_packet_shows_its_ethernet_header(trace):
     assert any(text.startswith("packet on veth0") for text in texts)
     controller.move(x + 200, TOP + lane.y + lane.row_height / 2)
     assert controller.hover_packet is None
+
+
+def test_vertical_labels_for_short_spans(trace):
+    scene = Scene(trace, Options(vertical_label=150_000_000))  # tcp_v4_rcv (100 ms) is short enough
+    assert scene.lanes[0].row_height > 30                      # rows tall enough to write down
+    view = View(140e6, 260e6, 900)
+    frame = scene.frame(view, 600)
+    vertical = {label.text for label in frame.labels if label.vertical}
+    assert vertical and all("tcp_v4_rcv".startswith(text.rstrip("~")) for text in vertical)
+    assert "ip_rcv" not in vertical  # 300 ms: written across

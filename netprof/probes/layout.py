@@ -16,6 +16,14 @@ from .record_layouts import MEMORY_SAMPLE, SPAN_EVENT, THROUGHPUT_SAMPLE, XDP_PA
 
 ENTRY, EXIT = 0, 1  # a span event's "kind"
 RX, TX = 0, 1       # a throughput sample's "direction"
+# A memory sample's "pid": a process's RSS, or one of these.
+MEMORY_SYSTEM = 0               # MemTotal - MemAvailable
+MEMORY_SOCKETS = 0xFFFF_FFFF    # the kernel's socket buffers: TCP and UDP memory, and IP fragments
+
+
+def memory_source(pid: int) -> str:
+    """What a memory sample's ``pid`` measures, in words."""
+    return {MEMORY_SYSTEM: "system", MEMORY_SOCKETS: "socket buffers"}.get(int(pid), f"pid {int(pid)}")
 
 
 class Layout(NamedTuple):

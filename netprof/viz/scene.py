@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import spans as span_builder
+from ..probes.layout import memory_source
 from ..trace import Trace
 from . import colors
 from .lod import LodIndex, gather
@@ -217,7 +218,8 @@ class Scene:
                 # memory changes little against its total: draw the range it moved in, not from 0
                 low, high = float(mine["bytes"].min()), float(mine["bytes"].max())
                 floor = max(low - (high - low) * 0.1, 0.0) if high > low else 0.0
-                lane = Lane("memory" if pid == 0 else f"RSS {pid}", "memory", next_row, 1, SERIES_HEIGHT,
+                title = {"system": "memory", "socket buffers": "socket buffers"}.get(memory_source(pid), f"RSS {pid}")
+                lane = Lane(title, "memory", next_row, 1, SERIES_HEIGHT,
                             scale=high or 1.0, floor=floor, unit="B")
                 self.series.append((lane, mine["ts"].astype(np.int64) - self.origin,
                                     mine["bytes"].astype(np.float64), "memory"))

@@ -84,7 +84,7 @@ class LodIndex:
         n = len(self.start)
         horizon = int(self.end.max()) + 1 if n else 1
         self.shift = max(horizon.bit_length(), 1)
-        if n and int(self.row.max()) >= 1 << (62 - self.shift):
+        if n and int(self.row.max()) >= 1 << (57 - self.shift):
             raise ValueError(f"{int(self.row.max())} rows over {horizon} ns do not fit the index keys")
         self.horizon = horizon
         duration = self.end - self.start
@@ -92,7 +92,8 @@ class LodIndex:
         klass = np.zeros(n, np.int64)
         nonzero = duration > 0
         klass[nonzero] = (np.log2(duration[nonzero]).astype(np.int64)) // 2
-        order = np.lexsort((self.start, self.row, klass))
+        # by (class, row, start): one int64 key sorts faster than np.lexsort's three passes
+        order = np.argsort((klass << 57) | (self.row << self.shift) | self.start, kind="stable")
         bounds = np.searchsorted(klass[order], np.arange(klass.max() + 2 if n else 1))
         self.classes: dict[int, _Class] = {}
         for c in range(len(bounds) - 1):

@@ -168,9 +168,10 @@ class Scene:
         self.span_color = self.color_keys[np.minimum(self.spans["probe"], len(self.color_keys) - 1)]
         self.index = LodIndex(self.span_start, self.span_end, self.span_row,
                               self.spans["probe"].astype(np.int64))
-        order = np.lexsort((self.span_start, self.span_row))
+        row_start = (self.span_row << self.index.shift) | np.maximum(self.span_start, 0)
+        order = np.argsort(row_start, kind="stable")
         self._by_row_start = order
-        self._row_start_key = (self.span_row[order] << self.index.shift) | np.maximum(self.span_start[order], 0)
+        self._row_start_key = row_start[order]
         self.span_rows = next_row
 
     def _build_packets(self) -> None:

@@ -115,10 +115,10 @@ def child(path: str) -> None:
         program.draw("triangles")
         gloo.gl.glFinish()
         naive.append(time.perf_counter() - t)
+    renderer = gloo.gl.glGetParameter(gloo.gl.GL_RENDERER)
     offscreen.close()
     print(json.dumps({"spans": len(scene.spans), "build": build, "frames": frames, "lod": lods,
-                      "rects_max": max(drawn), "naive": naive,
-                      "renderer": gloo.gl.glGetParameter(gloo.gl.GL_RENDERER) if False else "llvmpipe"}))
+                      "rects_max": max(drawn), "naive": naive, "renderer": renderer}))
 
 
 def main() -> None:
@@ -128,14 +128,16 @@ def main() -> None:
     from bench_analysis import synthetic, write
 
     tmp = Path(tempfile.mkdtemp(prefix="netprof-bench-viewer-"))
-    print(f"viewer fly-through: {3 * FRAMES} frames at {SIZE[0]}x{SIZE[1]}, EGL offscreen (Mesa llvmpipe, no GPU)")
-    print(f"{'spans':>10}  {'build':>7}  {'frame p50':>9}  {'p95':>7}  {'LOD p50':>8}  {'max rects':>9}  "
-          f"{'naive frame':>11}")
+    print(f"viewer fly-through: {3 * FRAMES} frames at {SIZE[0]}x{SIZE[1]}, offscreen")
+    header = f"{'spans':>10}  {'build':>7}  {'frame p50':>9}  {'p95':>7}  {'LOD p50':>8}  {'max rects':>9}  {'naive frame':>11}"
     for size in SIZES:
         path = tmp / f"{size}.trace"
         write(synthetic(2 * size, seed=1), path)
         out = subprocess.run([sys.executable, __file__, str(path)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        if header:
+            print(f"renderer: {r['renderer']}\n{header}")
+            header = ""
         print(f"{r['spans']:>10,}  {r['build']:6.2f}s  {statistics.median(r['frames']) * 1e3:7.1f}ms  "
               f"{p95(r['frames']) * 1e3:5.1f}ms  {statistics.median(r['lod']) * 1e3:6.2f}ms  {r['rects_max']:>9,}  "
               f"{statistics.median(r['naive']) * 1e3:9.0f}ms", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -232,11 +233,14 @@ def _time_filter(text: str | None) -> tuple[float | None, float | None]:
     """The prototype's ``-f START-END`` (ns since the start of the capture; either side may be empty)."""
     if not text:
         return None, None
-    start, sep, end = text.partition("-")
+    start, _, end = text.partition("-")
     try:
-        return (float(start) if start else None), (float(end) if end else None)
+        window = (float(start) if start else None), (float(end) if end else None)
     except ValueError:
-        raise UsageError(f"filter {text!r} must be START-END in nanoseconds, e.g. 1000000000-2000000000") from None
+        window = (float("nan"), None)
+    if not all(v is None or math.isfinite(v) for v in window):
+        raise UsageError(f"filter {text!r} must be START-END in nanoseconds, e.g. 1000000000-2000000000")
+    return window
 
 
 def _load(path: str):
@@ -327,6 +331,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     if not scene.lanes:
         raise UsageError(f"{args.trace} has nothing to show (no spans, packets, throughput or memory)")
     if args.png:
+        folder = Path(args.png).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write {args.png}: {folder} is not a writable folder")
         try:
             from .viz.headless import render_png
 
@@ -338,6 +345,8 @@ def cmd_view(args: argparse.Namespace) -> int:
                              "libegl-mesa0 libgl1-mesa-dri) or OSMesa (libosmesa6)") from None
         print(f"wrote {args.png} ({size[0]}x{size[1]}, {len(scene.spans):,} spans)")
         return 0
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("no display to open a window on (DISPLAY is not set): use --png FILE, or ssh -X")
     try:
         import vispy
 
@@ -347,8 +356,8 @@ def cmd_view(args: argparse.Namespace) -> int:
         from .viz.canvas import TimelineCanvas
     except ImportError as err:
         raise _viz_missing(err) from None
-    except RuntimeError as err:
-        raise UsageError(f"no window system for the {args.backend} backend ({err}): use --png FILE") from None
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"cannot open a window with the {args.backend!r} backend ({err}): use --png FILE") from None
     TimelineCanvas(scene, size, title=f"netprof: {args.trace}")
     app.run()
     return 0

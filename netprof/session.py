@@ -448,9 +448,11 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if getattr(self, "control", None) is not None and self.control.fd >= 0:
-                self.control[0] = 0  # stop every probe at once, then detach at the kernel's pace
-            self._links.close()  # detach first: nothing arrives after the last drain
+            try:
+                if getattr(self, "control", None) is not None and self.control.fd >= 0:
+                    self.control[0] = 0  # stop every span probe at once, then detach at the kernel's pace
+            finally:
+                self._links.close()  # detach first: nothing arrives after the last drain
             if self._writer is not None and self._writer.fd >= 0:
                 self._finish()
         finally:
@@ -496,6 +498,9 @@ def _system_memory_used() -> int:
     return fields["MemTotal"] - fields.get("MemAvailable", fields.get("MemFree", 0))
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def _socket_memory() -> int:
     """Bytes of socket buffers the kernel holds: the pages charged to TCP and UDP sockets (sk_buffs
     queued for sending or reading, their truesize) and IP fragments awaiting reassembly."""
@@ -510,9 +515,6 @@ def _socket_memory() -> int:
             elif proto == "FRAG" and "memory" in pairs:
                 total += int(pairs["memory"])
     return total
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _rss(pid: int) -> int | None:

@@ -79,3 +79,32 @@ def test_read_stops_at_a_busy_record_and_resumes_once_committed():
     struct.pack_into("<I", ring._data, 6 * record_size(32), 32)  # the producer commits it
     assert ring.read_packed(32) == (bytearray(b"".join(r[1] for r in records[6:])), 4)
     assert ring.consumer_pos == ring.producer_pos
+
+
+def test_records_are_copied_before_the_kernel_is_told_it_may_reuse_them(monkeypatch):
+    from netprof.loader import ringbuf
+
+    ring = fake_ring([(32, bytes([i]) * 32) for i in range(50)])
+    seen = []
+    real = ringbuf._strip_headers
+
+    def strip(records, itemsize, stride):
+        seen.append(ring.consumer_pos)  # still where the copied records start
+        return real(records, itemsize, stride)
+
+    monkeypatch.setattr(ringbuf, "_strip_headers", strip)
+    packed, count = ring.read_packed(32)
+    assert count == 50 and seen == [0] and ring.consumer_pos == ring.producer_pos
+
+
+def test_an_odd_record_is_stepped_over_and_the_rest_copied_in_bulk(monkeypatch):
+    from netprof.loader import ringbuf
+
+    records = [(32 | DISCARD, bytes(32)), (16, bytes(16))] + [(32, bytes([i % 256]) * 32) for i in range(1000)]
+    ring = fake_ring(records)
+    bulk = []
+    real = ringbuf._strip_headers
+    monkeypatch.setattr(ringbuf, "_strip_headers", lambda r, i, s: bulk.append(len(r) // s) or real(r, i, s))
+    packed, count = ring.read_packed(32)
+    assert count == 1000 and bulk == [1000]
+    assert (ring.discarded, ring.mismatched) == (1, 1)

@@ -59,10 +59,10 @@ def test_drawn_pixels_match_the_spans_at_every_zoom(seed):
         assert drawn.cell_start.size <= rows * (4 * width + 2)
 
 
-def test_cells_take_the_colour_of_their_longest_span():
+def test_cells_take_the_group_of_their_longest_span():
     index = LodIndex(np.array([100, 101, 102]), np.array([103, 140, 110]), np.zeros(3, int), np.array([7, 8, 9]))
     drawn = index.query(0, 10**6, 100)  # 10 µs a pixel: all three in one cell
-    assert drawn.spans.size == 0 and drawn.cell_color.tolist() == [8]
+    assert drawn.spans.size == 0 and drawn.cell_group.tolist() == [8]
 
 
 def test_long_captures_and_many_rows_fit_the_keys():

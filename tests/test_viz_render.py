@@ -193,8 +193,20 @@ def test_osmesa_renders_what_egl_renders(trace_path, tmp_path):
     (["--size", "big"], "must be WIDTHxHEIGHT"),
     (["-f", "abc"], "START-END"),
     (["-f", "5000000000-6000000000"], "holds nothing"),
+    (["-f", "nan-"], "START-END"),
 ])
 def test_cli_bad_input_is_one_line(trace_path, tmp_path, args, message):
     done = subprocess.run([sys.executable, "-m", "netprof", "view", str(trace_path), "--png", str(tmp_path / "x.png"),
                            *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_refuses_an_unwritable_png_and_a_window_without_a_display(trace_path):
+    def view(*args, **env):
+        return subprocess.run([sys.executable, "-m", "netprof", "view", str(trace_path), *args], capture_output=True,
+                              text=True, timeout=120, env={k: v for k, v in {**os.environ, **env}.items() if v})
+
+    done = view("--png", "/nonexistent-folder/x.png")
+    assert done.returncode == 2 and "not a writable folder" in done.stderr
+    done = view(DISPLAY="", WAYLAND_DISPLAY="")
+    assert done.returncode == 2 and "no display" in done.stderr and len(done.stderr.strip().splitlines()) == 1

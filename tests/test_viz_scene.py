@@ -51,6 +51,15 @@ def test_easing_converges_in_log_space():
     assert np.log(1e9 / spans[0]) < 0.5 * np.log(1e6)      # no jump: the first frame goes less than half way
 
 
+def test_easing_keeps_the_time_under_the_pointer_in_place_all_the_way():
+    start = View(0, 1e9, 1000)
+    easing = Easing(start)
+    easing.set_target(start.zoomed(100, 50))
+    anchor = start.time_at(100)
+    while easing.step():
+        assert easing.current.time_at(100) == pytest.approx(anchor, abs=start.ns_per_px * 1e-6)
+
+
 def test_ticks_and_units():
     step, marks = ticks(0, 1e9, 1000)
     assert step == 2e8 and marks[:3] == [0, 2e8, 4e8]

@@ -6,7 +6,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import viz_trace
+
+import netprof
+from netprof.viz.scene import Scene
 
 SCENARIO = r"""
 import sys, time
@@ -30,8 +34,9 @@ def pump(seconds):
 canvas = TimelineCanvas(Scene(netprof.load(sys.argv[1])), (900, 400), title="netprof test")
 pump(0.5)
 assert canvas.native.isVisible(), "window not shown"
-pixels = canvas.render()[..., :3].reshape(-1, 3)
-print("colours", len(np.unique(pixels, axis=0)))
+pixels = canvas.render()[..., :3]
+np.save(sys.argv[2], pixels)
+print("colours", len(np.unique(pixels.reshape(-1, 3), axis=0)))
 before = canvas.controller.view
 widget = canvas.native
 where = QPoint(500, 100)
@@ -53,11 +58,24 @@ def test_window_opens_renders_zooms_on_a_wheel_event_and_closes(tmp_path):
     assert xvfb_run, "the window test needs Xvfb: apt-get install xvfb xauth"
     path = tmp_path / "synthetic.trace"
     viz_trace.write(path)
-    done = subprocess.run([xvfb_run, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-c", SCENARIO, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    shot = tmp_path / "window.npy"
+    done = subprocess.run([xvfb_run, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-c", SCENARIO, str(path),
+                           str(shot)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     out = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
     assert int(out["colours"]) > 10, "the window rendered blank"
     assert abs(float(out["zoom"]) - 1.25**3) < 0.01, out   # three wheel notches, eased to the end
     assert float(out["anchor_moved_px"]) < 1.0, out          # around the pointer
     assert out["closed"] == "True"
+    # The window draws what --png draws for the same view: lanes, grid, cells, spans, labels, legend.
+    from netprof.viz.headless import OffscreenRenderer
+
+    window = np.load(shot).astype(int)
+    scene = Scene(netprof.load(path))
+    offscreen = OffscreenRenderer((900, 400))
+    try:
+        expected = offscreen.render(scene.frame(scene.initial_view(900), 400))[..., :3].astype(int)
+    finally:
+        offscreen.close()
+    differs = np.any(np.abs(window - expected) > 3, axis=-1)
+    assert differs.mean() < 0.005, f"{differs.sum()} of {differs.size} pixels differ from the offscreen render"

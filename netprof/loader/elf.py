@@ -252,6 +252,14 @@ class _Elf:
     def __init__(self, path: str, stream: BinaryIO):
         self.path = path
         self.stream = stream
+        self.data = None
+        try:
+            self._read(path, stream)
+        except BaseException:
+            self.close()  # the mapping too, when the file parsed but is not one netprof can probe
+            raise
+
+    def _read(self, path: str, stream: BinaryIO) -> None:
         self.machine = _check_header(path, stream)
         try:
             self.data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
@@ -265,7 +273,6 @@ class _Elf:
             self.symtab = self._symbols(_SHT_SYMTAB)
             self.dynsym = self._symbols(_SHT_DYNSYM)
         except (struct.error, ValueError, IndexError, OverflowError, UnicodeDecodeError, OSError) as e:
-            self.close()
             raise ElfError(f"{path} is a damaged or truncated ELF file ({e}): rebuild it or probe another file") from e
         if e_type == _ET_EXEC:
             self.kind = "executable"
@@ -287,17 +294,14 @@ class _Elf:
             raise ElfError(f"no such file: {path}; check the path of the program or library to probe") from None
         except OSError as e:
             raise ElfError(f"cannot read {path} ({e.strerror}): check its permissions") from None
-        try:
-            return cls(path, stream)
-        except BaseException:
-            stream.close()
-            raise
+        return cls(path, stream)
 
     def close(self) -> None:
         if getattr(self, "data", None) is not None:
             self.data.close()
             self.data = None
-        self.stream.close()
+        if getattr(self, "stream", None) is not None:
+            self.stream.close()
 
     def __enter__(self) -> Self:
         return self
@@ -469,6 +473,8 @@ _OTHER_MACHINES = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 22: 
 def _header_fields(data) -> tuple[int, int, int, int, int, int, int]:
     """(e_type, e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum) of an ELF64 header."""
     (_, e_type, _, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _) = _EHDR.unpack_from(data, 0)
+    if shnum == 0 and shoff:  # more than 65279 sections: the count is in section header 0's sh_size
+        shnum = _SHDR.unpack_from(data, shoff)[5]
     if phnum and phentsize < _PHDR.size or shnum and shentsize < _SHDR.size:
         raise ValueError(f"header entries too small (program {phentsize}, section {shentsize} bytes)")
     return e_type, phoff, shoff, phentsize, phnum, shentsize, shnum

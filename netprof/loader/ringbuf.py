@@ -112,19 +112,45 @@ class RingBuffer(Closing):
 
         Every payload is ``itemsize`` bytes. Discarded records are skipped and counted in
         ``discarded``; records of another size are consumed and counted in ``mismatched``;
-        reading stops at the first record still being written.
+        reading stops at the first record still being written. Runs of plain records are
+        copied in bulk; an odd one is stepped over on its own, then bulk copying resumes.
         """
         stride = record_size(itemsize)
+        parts, total = [], 0
         cons, prod = self.consumer_pos, self.producer_pos
-        count = (prod - cons) // stride if limit is None else min((prod - cons) // stride, limit)
-        if count:
-            count = self._committed_run(cons, count, itemsize, stride)
-        if count:
-            self.consumer_pos = cons + count * stride
-            return _strip_headers(self._data[cons & self.mask:(cons & self.mask) + count * stride], itemsize,
-                                  stride), count
-        # The next record is discarded, of another size or busy: walk records one at a time.
-        return self._read_mixed(cons, prod, itemsize, limit)
+        while cons < prod and (limit is None or total < limit):
+            want = (prod - cons) // stride if limit is None else min((prod - cons) // stride, limit - total)
+            run = self._committed_run(cons, want, itemsize, stride) if want else 0
+            if run:
+                start = cons & self.mask
+                parts.append(_strip_headers(self._data[start:start + run * stride], itemsize, stride))
+                cons, total = cons + run * stride, total + run
+            else:
+                step = self._step_over(cons, prod, itemsize)
+                if step is None:
+                    break
+                cons, payload = step
+                if payload is not None:
+                    parts.append(payload)
+                    total += 1
+            self.consumer_pos = cons  # only once copied: from here on the kernel may reuse the space
+        return (parts[0] if len(parts) == 1 else bytearray().join(parts)), total
+
+    def _step_over(self, cons: int, prod: int, itemsize: int) -> tuple[int, bytearray | None] | None:
+        """The record at ``cons`` read on its own: (where the next one starts, its payload if it is
+        kept), or None while it is still being written."""
+        start = cons & self.mask
+        length = _LEN.unpack_from(self._data, start)[0]
+        size = length & ~(BUSY | DISCARD)
+        if length & BUSY or record_size(size) > prod - cons:
+            return None
+        if length & DISCARD:
+            self.discarded += 1
+        elif size != itemsize:
+            self.mismatched += 1
+        else:
+            return cons + record_size(size), bytearray(self._data[start + HEADER:start + HEADER + size])
+        return cons + record_size(size), None
 
     def _committed_run(self, cons: int, count: int, itemsize: int, stride: int) -> int:
         """How many of the next ``count`` records are committed, kept and ``itemsize`` bytes long:
@@ -143,25 +169,15 @@ class RingBuffer(Closing):
                 high = middle - 1
         return good
 
-    def _read_mixed(self, cons: int, prod: int, itemsize: int, limit: int | None) -> tuple[bytearray, int]:
-        """The slow path: walk headers one at a time, keep records of ``itemsize`` bytes."""
-        chunks = []
-        for payload in self._walk(cons, prod, limit):
-            if len(payload) == itemsize:
-                chunks.append(bytes(payload))
-            else:
-                self.mismatched += 1
-        return bytearray(b"".join(chunks)), len(chunks)
-
     def _walk(self, cons: int, prod: int, limit: int | None) -> Iterator[memoryview]:
         data, mask, done = self._data, self.mask, 0
         try:
             while cons < prod and (limit is None or done < limit):
                 start = cons & mask
                 length = _LEN.unpack_from(data, start)[0]
-                if length & BUSY:
-                    break
                 size = record_size(length & ~(BUSY | DISCARD))
+                if length & BUSY or size > prod - cons:
+                    break
                 if not length & DISCARD:
                     yield data[start + HEADER:start + HEADER + (length & ~(BUSY | DISCARD))]
                     done += 1
@@ -192,7 +208,6 @@ class RingBuffer(Closing):
     @property
     def fd(self) -> int:
         return self.map.fd
-
 
 
 def _strip_headers(records: memoryview, itemsize: int, stride: int) -> bytearray:

@@ -46,7 +46,3 @@ def hsv_to_rgb(h, s, v) -> np.ndarray:
     k = np.array([1.0, 2.0 / 3.0, 1.0 / 3.0], np.float32)
     p = np.abs(np.modf(h[..., None] + k)[0] * 6.0 - 3.0)
     return v[..., None] * (1.0 + (np.clip(p - 1.0, 0.0, 1.0) - 1.0) * s[..., None])
-
-
-def fixed_rgb(name: str) -> tuple[float, float, float]:
-    return FIXED[name]

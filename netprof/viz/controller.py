@@ -4,6 +4,8 @@ any GUI backend, so it is tested directly."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from . import colors
@@ -52,7 +54,7 @@ class Controller:
 
     def scroll(self, dy: float) -> None:
         """Scroll the lanes vertically by ``dy`` pixels."""
-        room = max(self.scene.height + TOP - self.size[1], 0)
+        room = max(self.scene.height + TOP + self.scene.legend_height(self.size[0]) - self.size[1], 0)
         self.y_offset = float(np.clip(self.y_offset + dy, 0, room))
 
     def drag(self, dx: float, dy: float = 0.0) -> None:
@@ -123,7 +125,7 @@ class Controller:
             rects, lines = self._tooltip(text)
             overlays.append(rects)
             labels += lines
-        return Frame(np.concatenate(overlays), labels, frame.spans)
+        return dataclasses.replace(frame, rects=np.concatenate(overlays), labels=labels)
 
     def _outline(self, span: int) -> np.ndarray:
         scene, view = self.scene, self.view

@@ -19,6 +19,7 @@ FACES = ("DejaVu Sans Mono", "Liberation Mono", "OpenSans")  # the last ships wi
 @cache
 def atlas() -> np.ndarray:
     """uint8 coverage [CHAR_HEIGHT, CHAR_WIDTH * glyphs], glyph c at column (c - FIRST) * CHAR_WIDTH."""
+    # vispy's own glyph loader (FreeType through fontconfig), which its TextVisual uses too
     from vispy.util.fonts import _load_glyph, list_fonts
 
     installed = set(list_fonts())

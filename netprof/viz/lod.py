@@ -42,7 +42,7 @@ class _Class:
 class _Level:
     bucket_bits: int        # buckets are 1 << bucket_bits ns wide
     key: np.ndarray         # row << shift | bucket, ascending, unique
-    value: np.ndarray       # duration << 16 | colour of the longest span starting in the cell
+    value: np.ndarray       # duration << 16 | group of the longest span starting in the cell
     busy: np.ndarray        # ns: the summed durations of the spans starting in the cell
     rows: np.ndarray
 
@@ -55,13 +55,13 @@ class Drawn:
     cell_start: np.ndarray  # ns, like the spans' start
     cell_end: np.ndarray
     cell_row: np.ndarray
-    cell_color: np.ndarray  # colour key of the longest span in the cell
+    cell_group: np.ndarray  # group of the longest span in the cell (what its colour comes from)
     cell_busy: np.ndarray   # ns of spans in the cell: how much of its pixel they fill
     ns_per_px: float
 
 
 def _merge_cells(start, end, row, value, busy, t0: float, p: float):
-    """At most one cell per pixel column and row: the colour of the longest span, the time of
+    """At most one cell per pixel column and row: the group of the longest span, the time of
     all. Cells come sorted by (row, start)."""
     if not start.size:
         return start, end, row, value & 0xFFFF, busy
@@ -74,17 +74,18 @@ def _merge_cells(start, end, row, value, busy, t0: float, p: float):
 
 class LodIndex:
     """``start``/``end``: ns (non-negative integers, relative to the capture's start); ``row``:
-    small non-negative integers (where a span is drawn); ``color``: its colour key (< 65536)."""
+    small non-negative integers (where a span is drawn); ``group``: what it is (< 65536, e.g. its
+    probe), handed back for the cells it is the longest span of."""
 
-    def __init__(self, start: np.ndarray, end: np.ndarray, row: np.ndarray, color: np.ndarray):
+    def __init__(self, start: np.ndarray, end: np.ndarray, row: np.ndarray, group: np.ndarray):
         self.start = np.asarray(start, np.int64)
         self.end = np.maximum(np.asarray(end, np.int64), self.start)
         self.row = np.asarray(row, np.int64)
-        self.color = np.asarray(color, np.int64)
+        self.group = np.asarray(group, np.int64)
         n = len(self.start)
         horizon = int(self.end.max()) + 1 if n else 1
         self.shift = max(horizon.bit_length(), 1)
-        if n and int(self.row.max()) >= 1 << (57 - self.shift):
+        if n and int(self.row.max()) >= 1 << (62 - self.shift):
             raise ValueError(f"{int(self.row.max())} rows over {horizon} ns do not fit the index keys")
         self.horizon = horizon
         duration = self.end - self.start
@@ -92,8 +93,10 @@ class LodIndex:
         klass = np.zeros(n, np.int64)
         nonzero = duration > 0
         klass[nonzero] = (np.log2(duration[nonzero]).astype(np.int64)) // 2
-        # by (class, row, start): one int64 key sorts faster than np.lexsort's three passes
-        order = np.argsort((klass << 57) | (self.row << self.shift) | self.start, kind="stable")
+        # by (class, row, start): an int64 key of row and start, then the class (a radix sort of
+        # small integers); faster than np.lexsort's three passes
+        order = np.argsort((self.row << self.shift) | self.start, kind="stable")
+        order = order[np.argsort(klass[order], kind="stable")]
         bounds = np.searchsorted(klass[order], np.arange(klass.max() + 2 if n else 1))
         self.classes: dict[int, _Class] = {}
         for c in range(len(bounds) - 1):
@@ -120,7 +123,7 @@ class LodIndex:
                 idx = order[bounds[level]:bounds[level + 1]]
                 if idx.size:
                     new_key = (self.row[idx] << self.shift) | (self.start[idx] >> bits)
-                    new_value = (duration[idx] << 16) | self.color[idx]
+                    new_value = (duration[idx] << 16) | self.group[idx]
                     key, value = np.concatenate([key, new_key]), np.concatenate([value, new_value])
                     busy = np.concatenate([busy, duration[idx]])
                     by_key = np.argsort(key, kind="stable")
@@ -162,9 +165,9 @@ class LodIndex:
                        np.searchsorted(level.key, base | (hi_t >> bits), "right"))
         key = level.key[cells]
         start = (key & ((1 << self.shift) - 1)) << bits
-        start, end, row, color, busy = _merge_cells(start, start + (1 << bits), key >> self.shift,
+        start, end, row, group, busy = _merge_cells(start, start + (1 << bits), key >> self.shift,
                                                     level.value[cells], level.busy[cells], t0, p)
-        return Drawn(spans, start, end, row, color, busy, p)
+        return Drawn(spans, start, end, row, group, busy, p)
 
     def __len__(self) -> int:
         return len(self.start)

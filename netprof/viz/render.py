@@ -14,6 +14,14 @@ from vispy import gloo
 from . import colors, font
 from .scene import Frame
 
+# Vertices come in canvas pixels (y down): to clip space.
+_CLIP = """
+uniform vec2 u_size;
+vec4 clip(vec2 pixel) {
+    return vec4(2.0 * pixel.x / u_size.x - 1.0, 1.0 - 2.0 * pixel.y / u_size.y, 0.0, 1.0);
+}
+"""
+
 _HSV = """
 vec3 hsv2rgb(vec3 c) {
     vec3 p = abs(fract(c.xxx + vec3(1.0, 2.0 / 3.0, 1.0 / 3.0)) * 6.0 - 3.0);
@@ -29,13 +37,12 @@ vec3 key_color(float key) {{
 }}
 """
 
-RECT_VERT = _COLOR + """
-uniform vec2 u_size;
+RECT_VERT = _CLIP + _COLOR + """
 attribute vec2 a_position;
 attribute float a_color;
 varying vec3 v_color;
 void main() {
-    gl_Position = vec4(2.0 * a_position.x / u_size.x - 1.0, 1.0 - 2.0 * a_position.y / u_size.y, 0.0, 1.0);
+    gl_Position = clip(a_position);
     v_color = key_color(a_color);
 }
 """
@@ -45,15 +52,14 @@ varying vec3 v_color;
 void main() { gl_FragColor = vec4(v_color, 1.0); }
 """
 
-TEXT_VERT = _COLOR + """
-uniform vec2 u_size;
+TEXT_VERT = _CLIP + _COLOR + """
 attribute vec2 a_position;
 attribute vec2 a_uv;
 attribute float a_color;
 varying vec2 v_uv;
 varying vec3 v_color;
 void main() {
-    gl_Position = vec4(2.0 * a_position.x / u_size.x - 1.0, 1.0 - 2.0 * a_position.y / u_size.y, 0.0, 1.0);
+    gl_Position = clip(a_position);
     v_uv = a_uv;
     v_color = key_color(a_color);
 }
@@ -68,13 +74,12 @@ void main() { gl_FragColor = vec4(v_color, texture2D(u_atlas, v_uv).r); }
 
 _RECT_VERTEX = np.dtype([("a_position", "<f4", 2), ("a_color", "<f4")])
 
-CELL_VERT = """
-uniform vec2 u_size;
+CELL_VERT = _CLIP + """
 attribute vec2 a_position;
 attribute vec2 a_uv;
 varying vec2 v_uv;
 void main() {
-    gl_Position = vec4(2.0 * a_position.x / u_size.x - 1.0, 1.0 - 2.0 * a_position.y / u_size.y, 0.0, 1.0);
+    gl_Position = clip(a_position);
     v_uv = a_uv;
 }
 """

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import spans as span_builder
-from ..probes.layout import memory_source
+from ..probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX
 from ..trace import Trace
 from . import colors
+from .font import CHAR_HEIGHT, CHAR_WIDTH, VERTICAL_STEP
 from .lod import LodIndex, gather
 from .timeaxis import format_duration, format_time, ticks
 from .view import View
@@ -28,6 +29,7 @@ XDP_ROW_HEIGHT = 18
 SERIES_HEIGHT = 56
 TEXEL_SPAN_PX = 4   # spans narrower than this many pixels are drawn as texels, not rectangles
 MIN_SHADE = 0.35    # how strongly a pixel column holding spans for almost none of its time is drawn
+LEGEND_LINE = 18    # px
 LANE_GAP = 6
 
 
@@ -94,6 +96,26 @@ def _rects(x0, x1, y0, y1, color) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Painter:
+    """One frame being put together: the view, where things go, and what has been added."""
+
+    view: View
+    height: int
+    y_offset: float
+    under: list = field(default_factory=list)
+    rects: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+
+    @property
+    def top(self) -> float:
+        """Where y = 0 of the lanes is on the canvas."""
+        return TOP - self.y_offset
+
+    def x(self, t) -> np.ndarray:
+        return LEFT + (np.asarray(t, np.float64) - self.view.t0) / self.view.ns_per_px
+
+
 class Scene:
     def __init__(self, trace: Trace, options: Options | None = None):
         self.trace = trace
@@ -101,23 +123,26 @@ class Scene:
         self.origin, last = trace.time_range
         self.limits = (0.0, float(max(last - self.origin, 1)))
         if options.filter is not None:
-            self.limits = (max(float(options.filter[0]), 0.0), min(float(options.filter[1]), self.limits[1]))
-            if self.limits[1] <= self.limits[0]:
-                raise ValueError(f"the filter {options.filter[0]:.0f}-{options.filter[1]:.0f} ns holds nothing of "
-                                 f"this capture (it lasts {last - self.origin} ns)")
+            lo, hi = (float(v) for v in options.filter)
+            if not (np.isfinite(lo) and lo < self.limits[1] and hi > max(lo, 0.0)):
+                raise ValueError(f"the filter {lo:.0f}-{hi:.0f} ns holds nothing of this capture "
+                                 f"(it lasts {last - self.origin} ns)")
+            self.limits = (max(lo, 0.0), min(hi, self.limits[1]))
         self.lanes: list[Lane] = []
-        self.names = [p["name"] for p in trace.probes]
-        self.color_keys = np.array([colors.key_of(n) for n in self.names] or [0], np.float32)
+        self.names = [trace.probe_name(i) for i in range(len(trace.probes))] or ["?"]
+        self.color_keys = np.array([colors.key_of(n) for n in self.names], np.float32)
         self.color_rgb = np.round(colors.key_rgb(self.color_keys) * 255).astype(np.uint8)
         self._build_spans()
         self._build_packets()
         self._build_series()
         self.loss = trace.loss_marks()
         self._place_lanes()
+        self.legend = [(self.names[p], float(self.color_keys[p])) for p in np.unique(self._span_probe)]
 
     # --- building -----------------------------------------------------------------------------------
 
-    def _wanted(self, flag: bool | None, present: bool) -> bool:
+    @staticmethod
+    def _wanted(flag: bool | None, present: bool) -> bool:
         return present if flag is None else flag
 
     def _build_spans(self) -> None:
@@ -128,76 +153,71 @@ class Scene:
             events = events[~np.isin(events["probe"], trace.instant_probes)]
         user = np.isin(events["probe"], np.flatnonzero(kinds == "user")) if events.size else np.zeros(0, bool)
         first, last = trace.time_range
-        # Built apart so each kind nests only in its own: a kernel span under a user function is at
-        # depth 0 of its CPU's stack, not depth 1 with an empty row above it.
-        kernel_spans = span_builder.build(events[~user], first, last)
-        user_spans = span_builder.build(events[user], first, last)
         lo, hi = self.limits[0] + self.origin, self.limits[1] + self.origin
-        parts, rows = [], []
-        next_row = 0
-        kernel_spans = kernel_spans[(kernel_spans["end"] >= lo) & (kernel_spans["start"] <= hi)
-                                    & ~np.isin(kernel_spans["cpu"], list(options.ignored_cpus))]
+
+        def built(mine: np.ndarray) -> np.ndarray:
+            # Built apart, each kind nests only in its own: a kernel span under a user function is at
+            # depth 0 of its CPU's stack, not depth 1 with an empty row above it.
+            spans = span_builder.build(events[mine], first, last)
+            return spans[(spans["end"] >= lo) & (spans["start"] <= hi) & ~np.isin(spans["cpu"], list(options.ignored_cpus))]
+
         row_height = TALL_ROW_HEIGHT if options.vertical_label > 0 else ROW_HEIGHT
-        if kernel_spans.size:
-            groups = [("all CPUs", np.ones(len(kernel_spans), bool))] if options.stack == "merged" else [
-                (f"CPU {cpu}", kernel_spans["cpu"] == cpu) for cpu in np.unique(kernel_spans["cpu"])]
-            for title, mine in groups:
-                depth = kernel_spans["depth"][mine].astype(np.int64)
-                lane_rows = int(depth.max()) + 1
-                self.lanes.append(Lane(title, "stack", next_row, lane_rows, row_height))
-                parts.append(kernel_spans[mine])
-                rows.append(next_row + depth)
-                next_row += lane_rows
-        user_spans = user_spans[(user_spans["end"] >= lo) & (user_spans["start"] <= hi)
-                                & ~np.isin(user_spans["cpu"], list(options.ignored_cpus))]
-        if user_spans.size:
-            threads = np.unique(np.stack([user_spans["pid"], user_spans["tid"]]), axis=1).T
-            for pid, tid in threads:
-                mine = (user_spans["pid"] == pid) & (user_spans["tid"] == tid)
-                depth = user_spans["depth"][mine].astype(np.int64)
-                lane_rows = int(depth.max()) + 1
-                title = f"pid {pid}" if pid == tid else f"tid {tid} ({pid})"
-                self.lanes.append(Lane(title, "user", next_row, lane_rows, row_height))
-                parts.append(user_spans[mine])
-                rows.append(next_row + depth)
-                next_row += lane_rows
-        self.spans = np.concatenate(parts) if parts else np.empty(0, span_builder.SPAN)
-        self.span_row = np.concatenate(rows) if rows else np.empty(0, np.int64)
-        self.span_start = (self.spans["start"].astype(np.int64) - self.origin)
-        self.span_end = (self.spans["end"].astype(np.int64) - self.origin)
-        self.span_color = self.color_keys[np.minimum(self.spans["probe"], len(self.color_keys) - 1)]
-        self.index = LodIndex(self.span_start, self.span_end, self.span_row,
-                              self.spans["probe"].astype(np.int64))
+        kernel, users = built(~user), built(user)
+        merged = options.stack == "merged"
+        parts = [self._span_lanes(kernel, np.zeros(len(kernel), np.int64) if merged else kernel["cpu"].astype(np.int64),
+                                  lambda cpu: "all CPUs" if merged else f"CPU {cpu}", "stack", row_height, 0)]
+        threads = (users["pid"].astype(np.int64) << 32) | users["tid"]
+        parts.append(self._span_lanes(users, threads, _thread_title, "user", row_height, parts[0][2]))
+        self.spans = np.concatenate([parts[0][0], parts[1][0]])
+        self.span_row = np.concatenate([parts[0][1], parts[1][1]])
+        self.span_rows = parts[1][2]
+        self.span_start = self.spans["start"].astype(np.int64) - self.origin
+        self.span_end = self.spans["end"].astype(np.int64) - self.origin
+        self._span_probe = np.minimum(self.spans["probe"], len(self.names) - 1).astype(np.int64)
+        self.span_color = self.color_keys[self._span_probe]
+        self.index = LodIndex(self.span_start, self.span_end, self.span_row, self._span_probe)
         row_start = (self.span_row << self.index.shift) | np.maximum(self.span_start, 0)
-        order = np.argsort(row_start, kind="stable")
-        self._by_row_start = order
-        self._row_start_key = row_start[order]
-        self.span_rows = next_row
+        self._by_row_start = np.argsort(row_start, kind="stable")
+        self._row_start_key = row_start[self._by_row_start]
+
+    def _span_lanes(self, spans: np.ndarray, keys: np.ndarray, title, kind: str, row_height: float,
+                    first_row: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """A lane per distinct key (a CPU, a thread) from ``first_row`` on, a row per depth: (the
+        spans grouped by lane, their rows, the next free row). Sorted once, no mask per lane."""
+        if not spans.size:
+            return spans, np.empty(0, np.int64), first_row
+        lanes, lane_of = np.unique(keys, return_inverse=True)
+        order = np.argsort(lane_of, kind="stable")
+        spans, lane_of = spans[order], lane_of[order]
+        depth = spans["depth"].astype(np.int64)
+        rows = np.maximum.reduceat(depth, np.searchsorted(lane_of, np.arange(len(lanes)))) + 1
+        first = first_row + np.r_[0, np.cumsum(rows)[:-1]]
+        for key, row, count in zip(lanes.tolist(), first.tolist(), rows.tolist(), strict=True):
+            self.lanes.append(Lane(title(key), kind, row, count, row_height))
+        return spans, first[lane_of] + depth, first_row + int(rows.sum())
 
     def _build_packets(self) -> None:
         packets = self.trace.packets
         self.packet_lanes: dict[int, int] = {}
+        self.packet_index = None
         lo, hi = self.limits
         if packets.size:
             ts = packets["ts"].astype(np.int64) - self.origin
             packets = packets[(ts >= lo) & (ts <= hi)]
-        if not self._wanted(self.options.xdp, bool(packets.size)) or not packets.size:
-            self.packets = packets[:0] if packets.size else packets
-            self.packet_index = None
+        self.packets = packets
+        if not packets.size or not self._wanted(self.options.xdp, True):
+            self.packets = packets[:0]
             return
-        order = np.argsort(packets["ts"], kind="stable")
-        self.packets = packets[order]
+        self.packets = packets = packets[np.argsort(packets["ts"], kind="stable")]
         interfaces = self.trace.header.get("interfaces", {})
-        first_row = self.span_rows
-        rows = np.zeros(len(self.packets), np.int64)
-        for i, ifindex in enumerate(np.unique(self.packets["ifindex"])):
-            rows[self.packets["ifindex"] == ifindex] = first_row + i
-            name = interfaces.get(str(int(ifindex)), f"if {int(ifindex)}")
-            self.lanes.append(Lane(f"XDP {name}", "xdp", first_row + i, 1, XDP_ROW_HEIGHT))
-            self.packet_lanes[int(ifindex)] = first_row + i
-        self.packet_row = rows
-        self.packet_ts = self.packets["ts"].astype(np.int64) - self.origin
-        self.packet_index = LodIndex(self.packet_ts, self.packet_ts, rows, np.zeros(len(rows), np.int64))
+        ifindexes, lane_of = np.unique(packets["ifindex"], return_inverse=True)
+        for i, ifindex in enumerate(ifindexes.tolist()):
+            self.lanes.append(Lane(f"XDP {interfaces.get(str(ifindex), f'if {ifindex}')}", "xdp", self.span_rows + i, 1,
+                                   XDP_ROW_HEIGHT))
+            self.packet_lanes[ifindex] = self.span_rows + i
+        self.packet_row = self.span_rows + lane_of.astype(np.int64)
+        self.packet_ts = packets["ts"].astype(np.int64) - self.origin
+        self.packet_index = LodIndex(self.packet_ts, self.packet_ts, self.packet_row, np.zeros(len(packets), np.int64))
 
     def _build_series(self) -> None:
         self.series: list[tuple[Lane, np.ndarray, np.ndarray, str]] = []
@@ -205,41 +225,49 @@ class Scene:
         next_row = self.span_rows + len(self.packet_lanes)
         interfaces = trace.header.get("interfaces", {})
         bin_ns = float(trace.header.get("bin_ns", 1e6) or 1e6)
-        if self._wanted(options.throughput, bool(trace.throughput.size)) and trace.throughput.size:
+        lo, hi = self.limits
+
+        def add(title: str, kind: str, color: str, times: np.ndarray, values: np.ndarray, floor_room: bool) -> None:
+            nonlocal next_row
+            times = times.astype(np.int64) - self.origin
+            shown = values[(times >= lo - bin_ns) & (times <= hi) & ~np.isnan(values)]
+            if not shown.size:
+                return
+            low, high = float(shown.min()), float(shown.max())
+            # memory moves little against its total: draw the range it moved in, not from 0
+            floor = max(low - (high - low) * 0.1, 0.0) if floor_room and high > low else 0.0
+            lane = Lane(title, kind, next_row, 1, SERIES_HEIGHT, scale=high or 1.0, floor=floor,
+                        unit="B/s" if kind == "throughput" else "B")
+            self.series.append((lane, times, values, color))
+            self.lanes.append(lane)
+            next_row += 1
+
+        if trace.throughput.size and self._wanted(options.throughput, True):
             for (ifindex, direction), (times, values) in sorted(trace.series("throughput", bin_ns).items()):
-                name = interfaces.get(str(ifindex), f"if {ifindex}")
-                lane = Lane(f"{name} {'rx' if direction == 0 else 'tx'}", "throughput", next_row, 1, SERIES_HEIGHT,
-                            scale=float(np.nanmax(values)) or 1.0, unit="B/s")
-                self.series.append((lane, times.astype(np.int64) - self.origin, values, "rx" if direction == 0 else "tx"))
-                next_row += 1
-        if self._wanted(options.memory, bool(trace.memory.size)) and trace.memory.size:
+                way = "rx" if direction == RX else "tx"
+                add(f"{interfaces.get(str(ifindex), f'if {ifindex}')} {way}", "throughput", way, times, values, False)
+        if trace.memory.size and self._wanted(options.memory, True):
             memory = trace.memory
-            for pid in np.unique(memory["pid"]):
+            for pid in np.unique(memory["pid"]).tolist():
                 mine = np.sort(memory[memory["pid"] == pid], order="ts")
-                # memory changes little against its total: draw the range it moved in, not from 0
-                low, high = float(mine["bytes"].min()), float(mine["bytes"].max())
-                floor = max(low - (high - low) * 0.1, 0.0) if high > low else 0.0
-                title = {"system": "memory", "socket buffers": "socket buffers"}.get(memory_source(pid), f"RSS {pid}")
-                lane = Lane(title, "memory", next_row, 1, SERIES_HEIGHT,
-                            scale=high or 1.0, floor=floor, unit="B")
-                self.series.append((lane, mine["ts"].astype(np.int64) - self.origin,
-                                    mine["bytes"].astype(np.float64), "memory"))
-                next_row += 1
-        self.lanes.extend(lane for lane, *_ in self.series)
+                title = {MEMORY_SYSTEM: "memory", MEMORY_SOCKETS: "socket buffers"}.get(pid, f"RSS {pid}")
+                add(title, "memory", "memory", mine["ts"], mine["bytes"].astype(np.float64), True)
 
     def _place_lanes(self) -> None:
-        y = 0.0
         self.lanes.sort(key=lambda lane: lane.first_row)
         rows = max((lane.first_row + lane.rows for lane in self.lanes), default=0)
-        self.row_y = np.zeros(rows + 1)
-        self.row_h = np.full(rows + 1, float(ROW_HEIGHT))
+        self.row_y = np.zeros(rows + 1)   # the extra entry: the end of the last row, keeping it sorted
+        self.row_h = np.zeros(rows + 1)
+        y = 0.0
         for lane in self.lanes:
             lane.y = y
-            for r in range(lane.rows):
-                self.row_y[lane.first_row + r] = y + r * lane.row_height
-                self.row_h[lane.first_row + r] = lane.row_height
+            self.row_y[lane.first_row:lane.first_row + lane.rows] = y + np.arange(lane.rows) * lane.row_height
+            self.row_h[lane.first_row:lane.first_row + lane.rows] = lane.row_height
             y += lane.rows * lane.row_height + LANE_GAP
+        self.row_y[-1] = y
         self.height = y
+        self.lane_y = np.array([lane.y for lane in self.lanes])
+        self.lane_bottom = np.array([lane.y + lane.rows * lane.row_height for lane in self.lanes])
 
     # --- one view -------------------------------------------------------------------------------------
 
@@ -249,136 +277,159 @@ class Scene:
 
     def frame(self, view: View, height: int, y_offset: float = 0.0) -> Frame:
         """Everything to draw for ``view`` in a canvas ``height`` pixels high, scrolled ``y_offset`` down."""
-        under, parts, labels = [], [], []
-        width = view.width
-        top = TOP - y_offset
+        paint = _Painter(view, height, y_offset)
+        self._paint_lanes(paint)
+        self._paint_axis(paint)
+        cells, cell_rows, spans = self._paint_spans(paint)
+        self._paint_packets(paint)
+        for lane, times, values, color in self.series:
+            paint.rects.append(self._series_rects(paint, lane, times, values, color))
+        self._paint_loss(paint)
+        self._paint_legend(paint)
+        return Frame(_joined(paint.rects), paint.labels, spans, _joined(paint.under), cells, cell_rows)
 
-        def xs(t):
-            return LEFT + (np.asarray(t, np.float64) - view.t0) / view.ns_per_px
-
-        # lane backgrounds: every other one a shade lighter than the cleared canvas
-        for i, lane in enumerate(self.lanes):
-            y0 = top + lane.y
-            y1 = y0 + lane.rows * lane.row_height
-            if y1 < TOP or y0 > height:
-                continue
-            if i % 2:
-                under.append(_rects([LEFT], [LEFT + width], [max(y0, TOP)], [min(y1, height)], colors.FIXED_KEYS["lane"]))
-            labels.append(Label(6, y0 + 2, lane.title[:18]))
+    def _paint_lanes(self, paint: _Painter) -> None:
+        """Lane backgrounds (every other one a shade lighter than the canvas) and titles."""
+        if not self.lanes:
+            return
+        y0, y1 = paint.top + self.lane_y, paint.top + self.lane_bottom
+        shown = np.flatnonzero((y1 >= TOP) & (y0 <= paint.height))
+        shaded = shown[shown % 2 == 1]
+        paint.under.append(_rects(np.full(len(shaded), float(LEFT)), float(LEFT + paint.view.width),
+                                  np.maximum(y0[shaded], TOP), np.minimum(y1[shaded], paint.height),
+                                  colors.FIXED_KEYS["lane"]))
+        for i in shown.tolist():
+            lane, top = self.lanes[i], float(y0[i])
+            if top < TOP:
+                continue  # scrolled under the time axis
+            paint.labels.append(Label(6, top + 2, lane.title[:18]))
             if lane.kind in ("throughput", "memory"):
-                labels.append(Label(6, y0 + 16, f"max {_si(lane.scale)}{lane.unit}", color="grid"))
+                paint.labels.append(Label(6, top + 16, f"max {_si(lane.scale)}{lane.unit}", color="grid"))
                 if lane.floor:
-                    labels.append(Label(6, y0 + 30, f"min {_si(lane.floor)}{lane.unit}", color="grid"))
-        # time axis: grid lines and tick labels, over the lane backgrounds, under everything else
-        step, marks = ticks(view.t0, view.t1, width)
+                    paint.labels.append(Label(6, top + 30, f"min {_si(lane.floor)}{lane.unit}", color="grid"))
+
+    def _paint_axis(self, paint: _Painter) -> None:
+        """Grid lines and tick labels: over the lane backgrounds, under everything else."""
+        view = paint.view
+        step, marks = ticks(view.t0, view.t1, view.width)
         if marks:
-            x = xs(marks)
-            under.append(_rects(x, x + 1, np.full(len(x), float(TOP - 6)), np.full(len(x), float(height)),
-                                colors.FIXED_KEYS["grid"]))
-            labels += [Label(float(xi) + 3, 4, format_time(t, step)) for xi, t in zip(x, marks, strict=True)]
-        # spans: in the rows on screen, cells of merged narrow spans as an image, then whole spans
-        first_row = int(np.searchsorted(self.row_y[:-1] + self.row_h[:-1], y_offset, "right"))
-        end_row = max(int(np.searchsorted(self.row_y[:-1], y_offset + height - TOP, "left")), first_row)
-        drawn = self.index.query(view.t0, view.t1, width, (first_row, end_row))
-        # Spans only a few pixels wide join the image too: a rectangle each would cost more to draw
-        # than their texels, and they are too narrow for a label.
+            x = paint.x(marks)
+            paint.under.append(_rects(x, x + 1, float(TOP - 6), float(paint.height), colors.FIXED_KEYS["grid"]))
+            paint.labels += [Label(float(xi) + 3, 4, format_time(t, step)) for xi, t in zip(x, marks, strict=True)]
+        paint.labels.append(Label(6, 4, f"{format_duration(view.span)} shown", color="grid"))
+
+    def _paint_spans(self, paint: _Painter):
+        """Spans in the rows on screen: merged cells and spans only a few pixels wide as an image
+        (a rectangle each would cost more to draw than their texels, and they are too narrow for a
+        label), wider spans as rectangles with their names."""
+        view = paint.view
+        first_row = int(np.searchsorted(self.row_y[1:], paint.y_offset, "right"))
+        end_row = max(int(np.searchsorted(self.row_y[:-1], paint.y_offset + paint.height - TOP, "left")), first_row)
+        drawn = self.index.query(view.t0, view.t1, view.width, (first_row, end_row))
         narrow = (self.span_end[drawn.spans] - self.span_start[drawn.spans]) < TEXEL_SPAN_PX * view.ns_per_px
-        small = drawn.spans[narrow]
-        cells, cell_rows = self._cell_image(
-            view, np.concatenate([drawn.cell_start, self.span_start[small]]),
-            np.concatenate([drawn.cell_end, self.span_end[small]]), np.concatenate([drawn.cell_row, self.span_row[small]]),
-            np.concatenate([drawn.cell_color, self.spans["probe"][small].astype(np.int64)]),
-            np.concatenate([drawn.cell_busy, self.span_end[small] - self.span_start[small]]), first_row, end_row, top)
+        cells, cell_rows = self._cell_image(view, drawn, drawn.spans[narrow], first_row, end_row, paint.top)
         spans = drawn.spans[~narrow]
         if spans.size:
-            rows = self.span_row[spans]
-            y0 = top + self.row_y[rows]
-            parts.append(_rects(np.maximum(xs(self.span_start[spans]), LEFT),
-                                np.minimum(xs(self.span_end[spans]), LEFT + width + 1),
-                                y0 + 1, y0 + self.row_h[rows] - 1, self.span_color[spans]))
+            y0 = paint.top + self.row_y[self.span_row[spans]]
+            paint.rects.append(_rects(np.maximum(paint.x(self.span_start[spans]), LEFT),
+                                      np.minimum(paint.x(self.span_end[spans]), LEFT + view.width),
+                                      y0 + 1, y0 + self.row_h[self.span_row[spans]] - 1, self.span_color[spans]))
             if self.options.labels:
-                labels += self._span_labels(view, spans, xs, top)
-        # XDP packets
-        if self.packet_index is not None:
-            marks = self.packet_index.query(view.t0, view.t1, width)
-            y0 = top + self.row_y[marks.cell_row]
-            x = np.maximum(xs(marks.cell_start), LEFT)
-            parts.append(_rects(x, np.maximum(xs(marks.cell_end), x + 2), y0 + 2, y0 + XDP_ROW_HEIGHT - 2,
-                                colors.FIXED_KEYS["packet"]))
-            if self.options.xdp_labels:
-                labels += self._packet_labels(view, xs, top)
-        for lane, times, values, kind in self.series:
-            parts.append(self._series_rects(view, lane, times, values, kind, xs, top))
-        # lost-event marks across every lane
-        if self.loss.size:
-            t = self.loss["ts"].astype(np.int64) - self.origin
-            seen = (t >= view.t0) & (t <= view.t1)
-            x = xs(t[seen])
-            parts.append(_rects(x - 1, x + 1, np.full(len(x), float(TOP)), np.full(len(x), top + self.height),
-                                colors.FIXED_KEYS["lost"]))
-            labels += [Label(float(xi) + 3, TOP + 2, f"lost {int(n):,}", color="lost")
-                       for xi, n in zip(x[:50], self.loss["lost"][seen][:50], strict=False)]
-        labels.append(Label(6, 4, f"{format_duration(view.span)} shown", color="grid"))
-        legend_rects, legend_labels = self._legend(width, height)
-        parts.append(legend_rects)
-        labels += legend_labels
-        rects = np.concatenate(parts) if parts else np.empty(0, RECT)
-        return Frame(rects, labels, spans, np.concatenate(under) if under else np.empty(0, RECT), cells, cell_rows)
+                paint.labels += self._span_labels(view, spans, paint.x, paint.top)
+        return cells, cell_rows, spans
 
-    def _legend(self, width: int, height: int) -> tuple[np.ndarray, list[Label]]:
-        """A colour swatch and the name of every function shown, along the bottom of the canvas."""
-        from .font import CHAR_WIDTH
+    def _paint_packets(self, paint: _Painter) -> None:
+        if self.packet_index is None:
+            return
+        marks = self.packet_index.query(paint.view.t0, paint.view.t1, paint.view.width)
+        y0 = paint.top + self.row_y[marks.cell_row]
+        x = np.maximum(paint.x(marks.cell_start), LEFT)
+        paint.rects.append(_rects(x, np.maximum(paint.x(marks.cell_end), x + 2), y0 + 2, y0 + XDP_ROW_HEIGHT - 2,
+                                  colors.FIXED_KEYS["packet"]))
+        if self.options.xdp_labels:
+            paint.labels += self._packet_labels(paint.view, paint.x, paint.top)
 
-        probes = np.unique(self.spans["probe"]) if self.spans.size else []
-        entries = [(self.names[p] if p < len(self.names) else f"probe {p}", self.color_keys[min(p, len(self.color_keys) - 1)])
-                   for p in probes]
-        if not entries:
-            return np.empty(0, RECT), []
-        lines, x, line = [], 6.0, 0
-        for name, key in entries:
+    def _paint_loss(self, paint: _Painter) -> None:
+        """A red mark across every lane where the kernel dropped records."""
+        if not self.loss.size:
+            return
+        t = self.loss["ts"].astype(np.int64) - self.origin
+        seen = (t >= paint.view.t0) & (t <= paint.view.t1)
+        x = paint.x(t[seen])
+        paint.rects.append(_rects(x - 1, x + 1, float(TOP), paint.top + self.height, colors.FIXED_KEYS["lost"]))
+        paint.labels += [Label(float(xi) + 3, TOP + 2, f"lost {int(n):,}", color="lost")
+                         for xi, n in zip(x[:50], self.loss["lost"][seen][:50], strict=False)]
+
+    def _paint_legend(self, paint: _Painter) -> None:
+        """A colour swatch and the name of every function, along the bottom of the canvas."""
+        if not self.legend:
+            return
+        placed, x, line = [], 6.0, 0
+        for name, key in self.legend:
             step = 16 + len(name) * CHAR_WIDTH + 18
-            if x + step > LEFT + width and x > 6:
+            if x + step > LEFT + paint.view.width and x > 6:
                 x, line = 6.0, line + 1
-            lines.append((x, line, name, key))
+            placed.append((x, line, name, key))
             x += step
-        top = height - 18 * (line + 1) - 4
-        swatches = [(x, x + 11, top + 4 + 18 * n, top + 15 + 18 * n, key) for x, n, _, key in lines]
-        band = _rects([0], [LEFT + width], [top], [height], colors.FIXED_KEYS["tooltip"])
-        swatch = _rects(*(np.array(column, np.float64) for column in zip(*swatches, strict=True)))
-        return np.concatenate([band, swatch]), [Label(x + 16, top + 3 + 18 * n, name) for x, n, name, _ in lines]
+        top = paint.height - LEGEND_LINE * (line + 1) - 4
+        paint.rects.append(_rects([0.0], float(LEFT + paint.view.width), top, float(paint.height),
+                                  colors.FIXED_KEYS["tooltip"]))
+        x0, n, _, keys = (np.array(column) for column in zip(*placed, strict=True))
+        y0 = top + 4 + LEGEND_LINE * n.astype(np.float64)
+        paint.rects.append(_rects(x0.astype(np.float64), x0.astype(np.float64) + 11, y0, y0 + 11, keys.astype(np.float32)))
+        paint.labels += [Label(x + 16, top + 3 + LEGEND_LINE * n, name) for x, n, name, _ in placed]
 
-    def _cell_image(self, view: View, start, end, row, probe, busy, first_row: int, end_row: int, top: float):
-        """Cells and narrow spans ([start, end) ns, row, probe, ns of spans in them) as RGBA
-        texels, one image row per span row on screen, one texel per pixel column. The alpha says
-        how much of its pixel's time spans fill: where they take 1% of it, a dim mark, not a solid bar."""
+    def legend_height(self, width_px: int) -> float:
+        """Pixels the legend takes at the bottom of a canvas ``width_px`` wide."""
+        if not self.legend:
+            return 0.0
+        x, lines = 6.0, 1
+        for name, _ in self.legend:
+            step = 16 + len(name) * CHAR_WIDTH + 18
+            if x + step > width_px and x > 6:
+                x, lines = 6.0, lines + 1
+            x += step
+        return LEGEND_LINE * lines + 4
+
+    def _cell_image(self, view: View, drawn, small: np.ndarray, first_row: int, end_row: int, top: float):
+        """The merged cells and the ``small`` spans as RGBA texels, one image row per span row on
+        screen, one texel per pixel column. A cell's alpha says how much of its pixel's time spans
+        fill (where they take 1% of it, a dim mark, not a solid bar); a small span's texels are opaque."""
         rows = end_row - first_row
-        if not start.size or rows <= 0:
+        if not (drawn.cell_start.size or small.size) or rows <= 0:
             return None, None
-        p = view.ns_per_px
-        c0 = np.floor((start - view.t0) / p).astype(np.int64)
-        c1 = np.maximum(np.ceil((end - view.t0) / p).astype(np.int64) - 1, c0)
-        c0, c1 = np.clip(c0, 0, view.width - 1), np.clip(c1, 0, view.width - 1)
-        counts = c1 - c0 + 1
-        columns = gather(c0, c1 + 1)
-        which = np.repeat(np.arange(len(c0)), counts)
         image = np.zeros((rows, view.width, 4), np.uint8)
-        texel_row = row[which] - first_row
-        image[texel_row, columns, :3] = self.color_rgb[np.minimum(probe, len(self.color_rgb) - 1)][which]
-        flat = texel_row * view.width + columns
-        time_in = np.bincount(flat, (busy / counts)[which], rows * view.width).reshape(rows, view.width)
-        # A span's time counts in the column where it starts: one more or one fewer start in a
-        # column makes neighbours flicker between 70% and 100%. Their mean evens that out.
-        mean = time_in.copy()
-        mean[:, 1:] += time_in[:, :-1]
-        mean[:, :-1] += time_in[:, 1:]
-        filled = np.minimum(np.maximum(time_in, mean / 3) / p, 1.0).reshape(-1)[flat]
-        image[texel_row, columns, 3] = np.round(255 * (MIN_SHADE + (1 - MIN_SHADE) * filled)).astype(np.uint8)
+        texel_row, columns, which = self._texels(view, drawn.cell_start, drawn.cell_end, drawn.cell_row, first_row)
+        if columns.size:
+            image[texel_row, columns, :3] = self.color_rgb[drawn.cell_group][which]
+            flat = texel_row * view.width + columns
+            counts = np.bincount(which, minlength=len(drawn.cell_start))
+            time_in = np.bincount(flat, (drawn.cell_busy / counts)[which], rows * view.width).reshape(rows, -1)
+            # A span's time counts in the column where it starts: one more or one fewer start in a
+            # column makes neighbours flicker between 70% and 100%. Their mean evens that out.
+            mean = time_in.copy()
+            mean[:, 1:] += time_in[:, :-1]
+            mean[:, :-1] += time_in[:, 1:]
+            filled = np.minimum(np.maximum(time_in, mean / 3) / view.ns_per_px, 1.0).reshape(-1)[flat]
+            image[texel_row, columns, 3] = np.round(255 * (MIN_SHADE + (1 - MIN_SHADE) * filled)).astype(np.uint8)
+        texel_row, columns, which = self._texels(view, self.span_start[small], self.span_end[small],
+                                                 self.span_row[small], first_row)
+        image[texel_row, columns, :3] = self.color_rgb[self._span_probe[small]][which]
+        image[texel_row, columns, 3] = 255
         y0 = top + self.row_y[first_row:end_row]
         return image, np.stack([y0 + 1, y0 + self.row_h[first_row:end_row] - 1], axis=1).astype(np.float32)
 
-    def _span_labels(self, view: View, spans: np.ndarray, xs, top: float) -> list[Label]:
-        from .font import CHAR_HEIGHT, CHAR_WIDTH, VERTICAL_STEP
+    @staticmethod
+    def _texels(view: View, start, end, row, first_row: int):
+        """(image row, column, which interval) of every texel the intervals [start, end) cover."""
+        c0 = np.floor((start - view.t0) / view.ns_per_px).astype(np.int64)
+        c1 = np.maximum(np.ceil((end - view.t0) / view.ns_per_px).astype(np.int64) - 1, c0)
+        c0, c1 = np.clip(c0, 0, view.width - 1), np.clip(c1, 0, view.width - 1)
+        counts = c1 - c0 + 1
+        which = np.repeat(np.arange(len(c0)), counts)
+        return row[which] - first_row, gather(c0, c1 + 1), which
 
+    def _span_labels(self, view: View, spans: np.ndarray, xs, top: float) -> list[Label]:
         x0 = np.maximum(xs(self.span_start[spans]), LEFT)
         x1 = np.minimum(xs(self.span_end[spans]), LEFT + view.width)
         wide = x1 - x0
@@ -391,8 +442,7 @@ class Scene:
             chosen = chosen[np.argsort(-wide[chosen])[:2000]]
         rows = self.span_row[spans]
         for i in chosen:
-            name = self.names[int(self.spans["probe"][spans[i]])] if int(self.spans["probe"][spans[i]]) < len(
-                self.names) else "?"
+            name = self.names[self._span_probe[spans[i]]]
             row_top = top + self.row_y[rows[i]]
             if vertical[i]:
                 room = int((self.row_h[rows[i]] - 4) // VERTICAL_STEP)
@@ -405,8 +455,6 @@ class Scene:
         return out
 
     def _packet_labels(self, view: View, xs, top: float) -> list[Label]:
-        from .font import CHAR_WIDTH
-
         lo, hi = np.searchsorted(self.packet_ts, [view.t0, view.t1])
         if hi - lo > 400:
             return []
@@ -423,9 +471,10 @@ class Scene:
                 last_end = label.x + len(label.text) * CHAR_WIDTH + 6
         return keep
 
-    def _series_rects(self, view: View, lane: Lane, times, values, kind, xs, top: float) -> np.ndarray:
+    def _series_rects(self, paint: _Painter, lane: Lane, times, values, color: str) -> np.ndarray:
         """Bars: each sample's value over its interval (to the next sample); where samples are denser
         than pixels, one bar per pixel column holding their maximum."""
+        view, xs, top = paint.view, paint.x, paint.top
         if not times.size:
             return np.empty(0, RECT)
         ends = np.r_[times[1:], times[-1] + (times[-1] - times[-2] if times.size > 1 else 1)]
@@ -442,7 +491,7 @@ class Scene:
         x0, x1 = np.maximum(x0, LEFT), np.minimum(np.maximum(x1, x0 + 1), LEFT + view.width)
         y_base = top + lane.y + lane.row_height - 1
         height = (lane.row_height - 4) * np.clip((v - lane.floor) / (lane.scale - lane.floor), 0, 1)
-        return _rects(x0, x1, y_base - height, np.full(len(v), y_base), colors.FIXED_KEYS[kind])
+        return _rects(x0, x1, y_base - height, y_base, colors.FIXED_KEYS[color])
 
     # --- hit testing --------------------------------------------------------------------------------
 
@@ -493,8 +542,7 @@ class Scene:
 
     def describe(self, span: int) -> list[str]:
         s = self.spans[span]
-        probe = int(s["probe"])
-        name = self.names[probe] if probe < len(self.names) else f"probe {probe}"
+        name = self.names[self._span_probe[span]]
         flags = [] if not s["flags"] else [n for bit, n in ((span_builder.OPEN, "open at the end"),
                                                             (span_builder.ORPHAN, "entry before the capture"),
                                                             (span_builder.MISMATCHED, "exit missing"))
@@ -504,6 +552,15 @@ class Scene:
                 f"self {format_duration(int(s['self']))}  depth {int(s['depth'])}",
                 f"cpu {int(s['cpu'])}  pid {int(s['pid'])}  tid {int(s['tid'])}",
                 f"arg {int(s['arg']):#x}  ret {int(s['ret']):#x}"] + ([", ".join(flags)] if flags else [])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, RECT)
+
+
+def _thread_title(key: int) -> str:
+    pid, tid = key >> 32, key & 0xFFFF_FFFF
+    return f"pid {pid}" if pid == tid else f"tid {tid} ({pid})"
 
 
 def _fit(name: str, room: int) -> str:

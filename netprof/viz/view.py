@@ -85,8 +85,13 @@ class Easing:
             self.current = self.target
             return False
         cur, tgt = self.current, self.target
-        log_span = math.log(cur.span) + (math.log(tgt.span) - math.log(cur.span)) * self.rate
-        span = math.exp(log_span)
-        center = (cur.t0 + cur.t1) / 2 + ((tgt.t0 + tgt.t1) / 2 - (cur.t0 + cur.t1) / 2) * self.rate
-        self.current = View(center - span / 2, center + span / 2, tgt.width)
+        span = math.exp(math.log(cur.span) + (math.log(tgt.span) - math.log(cur.span)) * self.rate)
+        if abs(tgt.span - cur.span) > 1e-9 * cur.span:
+            # Zoom about the one time both views put at the same fraction of the width (the time
+            # under the pointer, for a wheel zoom), so it stays put through the animation.
+            fixed = (cur.t0 * tgt.span - tgt.t0 * cur.span) / (tgt.span - cur.span)
+            t0 = fixed - (fixed - cur.t0) * span / cur.span
+        else:  # a pan: glide
+            t0 = cur.t0 + (tgt.t0 - cur.t0) * self.rate
+        self.current = View(t0, t0 + span, tgt.width)
         return True

@@ -95,8 +95,8 @@ class LodIndex:
         klass[nonzero] = (np.log2(duration[nonzero]).astype(np.int64)) // 2
         # by (class, row, start): an int64 key of row and start, then the class (a radix sort of
         # small integers); faster than np.lexsort's three passes
-        order = np.argsort((self.row << self.shift) | self.start, kind="stable")
-        order = order[np.argsort(klass[order], kind="stable")]
+        self.by_row_start = np.argsort((self.row << self.shift) | self.start, kind="stable")
+        order = self.by_row_start[np.argsort(klass[self.by_row_start], kind="stable")]
         bounds = np.searchsorted(klass[order], np.arange(klass.max() + 2 if n else 1))
         self.classes: dict[int, _Class] = {}
         for c in range(len(bounds) - 1):
@@ -133,7 +133,8 @@ class LodIndex:
                 value = np.maximum.reduceat(value, first)
                 busy = np.add.reduceat(busy, first)
                 key = key[first]
-            levels.append(_Level(bits, key, value, busy, np.unique(key >> self.shift)))
+            rows = key >> self.shift  # sorted: its distinct values without another sort
+            levels.append(_Level(bits, key, value, busy, rows[np.r_[True, rows[1:] != rows[:-1]]] if rows.size else rows))
             if (1 << bits) >= self.horizon and level >= len(bounds) - 2:
                 return levels
             level += 1

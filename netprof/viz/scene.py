@@ -165,37 +165,37 @@ class Scene:
         row_height = TALL_ROW_HEIGHT if options.vertical_label > 0 else ROW_HEIGHT
         kernel, users = built(~user), built(user)
         merged = options.stack == "merged"
-        parts = [self._span_lanes(kernel, np.zeros(len(kernel), np.int64) if merged else kernel["cpu"].astype(np.int64),
-                                  lambda cpu: "all CPUs" if merged else f"CPU {cpu}", "stack", row_height, 0)]
+        kernel_rows, next_row = self._span_lanes(
+            kernel, np.zeros(len(kernel), np.int64) if merged else kernel["cpu"].astype(np.int64),
+            lambda cpu: "all CPUs" if merged else f"CPU {cpu}", "stack", row_height, 0)
         threads = (users["pid"].astype(np.int64) << 32) | users["tid"]
-        parts.append(self._span_lanes(users, threads, _thread_title, "user", row_height, parts[0][2]))
-        self.spans = np.concatenate([parts[0][0], parts[1][0]])
-        self.span_row = np.concatenate([parts[0][1], parts[1][1]])
-        self.span_rows = parts[1][2]
+        user_rows, self.span_rows = self._span_lanes(users, threads, _thread_title, "user", row_height, next_row)
+        self.spans = np.concatenate([kernel, users]) if users.size else kernel
+        self.span_row = np.concatenate([kernel_rows, user_rows]) if users.size else kernel_rows
         self.span_start = self.spans["start"].astype(np.int64) - self.origin
         self.span_end = self.spans["end"].astype(np.int64) - self.origin
         self._span_probe = np.minimum(self.spans["probe"], len(self.names) - 1).astype(np.int64)
         self.span_color = self.color_keys[self._span_probe]
         self.index = LodIndex(self.span_start, self.span_end, self.span_row, self._span_probe)
-        row_start = (self.span_row << self.index.shift) | np.maximum(self.span_start, 0)
-        self._by_row_start = np.argsort(row_start, kind="stable")
-        self._row_start_key = row_start[self._by_row_start]
+        self._by_row_start = self.index.by_row_start
+        self._row_start_key = ((self.span_row << self.index.shift) | np.maximum(self.span_start, 0))[self._by_row_start]
 
     def _span_lanes(self, spans: np.ndarray, keys: np.ndarray, title, kind: str, row_height: float,
-                    first_row: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """A lane per distinct key (a CPU, a thread) from ``first_row`` on, a row per depth: (the
-        spans grouped by lane, their rows, the next free row). Sorted once, no mask per lane."""
+                    first_row: int) -> tuple[np.ndarray, int]:
+        """A lane per distinct key (a CPU, a thread) from ``first_row`` on, a row per depth: (each
+        span's row, the next free row). No mask per lane, no reordering of the spans."""
         if not spans.size:
-            return spans, np.empty(0, np.int64), first_row
+            return np.empty(0, np.int64), first_row
         lanes, lane_of = np.unique(keys, return_inverse=True)
-        order = np.argsort(lane_of, kind="stable")
-        spans, lane_of = spans[order], lane_of[order]
         depth = spans["depth"].astype(np.int64)
-        rows = np.maximum.reduceat(depth, np.searchsorted(lane_of, np.arange(len(lanes)))) + 1
+        # the deepest depth of each lane: which (lane, depth) pairs occur, then the last per lane
+        seen = np.bincount(lane_of * (int(depth.max()) + 1) + depth, minlength=len(lanes) * (int(depth.max()) + 1))
+        seen = seen.reshape(len(lanes), -1) > 0
+        rows = seen.shape[1] - np.argmax(seen[:, ::-1], axis=1)
         first = first_row + np.r_[0, np.cumsum(rows)[:-1]]
         for key, row, count in zip(lanes.tolist(), first.tolist(), rows.tolist(), strict=True):
             self.lanes.append(Lane(title(key), kind, row, count, row_height))
-        return spans, first[lane_of] + depth, first_row + int(rows.sum())
+        return first[lane_of] + depth, first_row + int(rows.sum())
 
     def _build_packets(self) -> None:
         packets = self.trace.packets

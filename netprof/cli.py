@@ -316,12 +316,12 @@ def cmd_view(args: argparse.Namespace) -> int:
     size = _size(args.size)
     start, end = _time_filter(args.filter)
     trace = _load(args.trace)
-    shown = [name for name in ("memory", "throughput", "xdp") if getattr(args, name)]
+    only_asked = args.memory or args.throughput or args.xdp  # none asked: every lane the trace has data for
     options = Options(
         stack="merged" if args.stack_merged else "per-cpu", labels=not args.no_stack_labels,
         visible_threshold=args.visible_threshold, vertical_label=args.vertical_label,
-        memory=("memory" in shown) if shown else None, throughput=("throughput" in shown) if shown else None,
-        xdp=("xdp" in shown) if shown else None, xdp_labels=args.xdp_labels,
+        memory=args.memory if only_asked else None, throughput=args.throughput if only_asked else None,
+        xdp=args.xdp if only_asked else None, xdp_labels=args.xdp_labels,
         filter=None if start is None and end is None else (start or 0.0, end if end is not None else float("inf")),
         ignored_cpus=tuple(args.ignored_cpus or ()))
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .probes.layout import memory_source
+from .probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM
 from .trace import Spans, Trace
 
 PCAP_NS_MAGIC = 0xA1B23C4D   # pcap with nanosecond timestamps
@@ -62,8 +62,8 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
         memory = trace.memory
         for pid in np.unique(memory["pid"]):
             mine = memory[memory["pid"] == pid]
-            source = memory_source(pid)
-            label = {"system": "memory used (system)", "socket buffers": "socket buffers"}.get(source, f"RSS {source}")
+            label = {MEMORY_SYSTEM: "memory used (system)", MEMORY_SOCKETS: "socket buffers"}.get(
+                int(pid), f"RSS pid {int(pid)}")
             for t, v in zip((mine["ts"] - origin) / 1e3, mine["bytes"], strict=True):
                 f.write(f'{{"ph":"C","name":"{label}","pid":{COUNTER_PID},"ts":{t:.3f},"args":{{"bytes":{v}}}}},\n')
                 counts["counters"] += 1

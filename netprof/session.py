@@ -269,21 +269,21 @@ class Session:
 
     def _attach_fentry_programs(self, probe: Probe, fn, maps: dict) -> None:
         nargs = fn.nargs
-        ends = [(AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs)),
-                (AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None)]
+        ends = [(AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None),
+                (AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs))]
         for attach_type, kind, arg in ends:
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACING,
                               f"np_{probe.name}", maps, probe, expected_attach_type=attach_type, attach_btf_id=fn.id)
             self._link(attach.attach_tracing(prog))
 
     def _attach_kprobe(self, probe: Probe, function: str, maps: dict) -> None:
-        for kind, arg, ret in ((EXIT, spans.pt_regs("ret"), True), (ENTRY, spans.pt_regs("arg0"), False)):
+        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.KPROBE,
                               f"np_{probe.name}", maps, probe)
             self._link(attach.attach_kprobe(prog, function, ret=ret))
 
     def _attach_uprobe(self, probe: Probe, target: elf.UprobeTarget, maps: dict) -> None:
-        for kind, arg, ret in ((EXIT, spans.pt_regs("ret"), True), (ENTRY, spans.pt_regs("arg0"), False)):
+        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
             prog = self._prog(spans.span_program(probe.id, kind, arg), ProgType.KPROBE, f"np_{probe.name}", maps,
                               probe)
             self._link(attach.attach_uprobe(prog, target.path, target.offset, ret=ret,
@@ -292,8 +292,8 @@ class Session:
 
     def _attach_net(self, probe: Probe, what, maps: dict) -> None:
         entry, exit_, (entry_fmt, exit_fmt) = what
-        for kind, tracepoint, fmt, field_names in ((EXIT, exit_, exit_fmt, ("ret", "rc", "len")),
-                                                   (ENTRY, entry, entry_fmt, ("len",))):
+        for kind, tracepoint, fmt, field_names in ((ENTRY, entry, entry_fmt, ("len",)),
+                                                   (EXIT, exit_, exit_fmt, ("ret", "rc", "len"))):
             arg = spans.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
             prog = self._prog(spans.span_program(probe.id, kind, arg, self.pid), ProgType.TRACEPOINT,
                               f"np_{probe.name}", maps, probe)
@@ -520,6 +520,6 @@ def _socket_memory() -> int:
 def _rss(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(f.read().split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):
         return None

@@ -363,34 +363,32 @@ class Scene:
 
     def _paint_legend(self, paint: _Painter) -> None:
         """A colour swatch and the name of every function, along the bottom of the canvas."""
-        if not self.legend:
+        placed = self._legend_layout(LEFT + paint.view.width)
+        if not placed:
             return
-        placed, x, line = [], 6.0, 0
-        for name, key in self.legend:
-            step = 16 + len(name) * CHAR_WIDTH + 18
-            if x + step > LEFT + paint.view.width and x > 6:
-                x, line = 6.0, line + 1
-            placed.append((x, line, name, key))
-            x += step
-        top = paint.height - LEGEND_LINE * (line + 1) - 4
+        top = paint.height - self.legend_height(LEFT + paint.view.width)
         paint.rects.append(_rects([0.0], float(LEFT + paint.view.width), top, float(paint.height),
                                   colors.FIXED_KEYS["tooltip"]))
-        x0, n, _, keys = (np.array(column) for column in zip(*placed, strict=True))
-        y0 = top + 4 + LEGEND_LINE * n.astype(np.float64)
+        x0, line, _, keys = (np.array(column) for column in zip(*placed, strict=True))
+        y0 = top + 4 + LEGEND_LINE * line.astype(np.float64)
         paint.rects.append(_rects(x0.astype(np.float64), x0.astype(np.float64) + 11, y0, y0 + 11, keys.astype(np.float32)))
-        paint.labels += [Label(x + 16, top + 3 + LEGEND_LINE * n, name) for x, n, name, _ in placed]
+        paint.labels += [Label(x + 16, top + 3 + LEGEND_LINE * line, name) for x, line, name, _ in placed]
 
     def legend_height(self, width_px: int) -> float:
         """Pixels the legend takes at the bottom of a canvas ``width_px`` wide."""
-        if not self.legend:
-            return 0.0
-        x, lines = 6.0, 1
-        for name, _ in self.legend:
+        placed = self._legend_layout(width_px)
+        return LEGEND_LINE * (placed[-1][1] + 1) + 4 if placed else 0.0
+
+    def _legend_layout(self, width_px: int) -> list[tuple[float, int, str, float]]:
+        """(x, line, name, colour key) of each legend entry, wrapped to ``width_px``."""
+        placed, x, line = [], 6.0, 0
+        for name, key in self.legend:
             step = 16 + len(name) * CHAR_WIDTH + 18
             if x + step > width_px and x > 6:
-                x, lines = 6.0, lines + 1
+                x, line = 6.0, line + 1
+            placed.append((x, line, name, key))
             x += step
-        return LEGEND_LINE * lines + 4
+        return placed
 
     def _cell_image(self, view: View, drawn, small: np.ndarray, first_row: int, end_row: int, top: float):
         """The merged cells and the ``small`` spans as RGBA texels, one image row per span row on

@@ -4,7 +4,7 @@ them from a small C program, captured for a few seconds (network-stack spans, th
 functions as user spans, every packet XDP sees, throughput and memory), then the report and two
 pictures of it (netprof view --png): the whole capture, and one request and its reply.
 
-Run as root from the repository: ``sudo make demo`` (or ``sudo python3 demo/demo.py``).
+Run as root from the repository: ``sudo make demo`` (or ``sudo .venv/bin/python demo/demo.py``).
 """
 
 from __future__ import annotations
@@ -46,18 +46,10 @@ def run(*cmd: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kwargs)
 
 
-# What `netprof view --png` needs to render with no display: Mesa's EGL, and a monospaced font.
-VIEWER_PACKAGES = ["libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libgl1", "libfontconfig1", "fonts-dejavu-core"]
-
-
 def install_missing() -> None:
-    need = [pkg for tool, pkg in (("gcc", "gcc"), ("ip", "iproute2")) if not shutil.which(tool)]
-    need += [pkg for pkg in VIEWER_PACKAGES
-             if subprocess.run(["dpkg", "-s", pkg], capture_output=True).returncode != 0]
-    if need:
-        print(f"demo: installing {' '.join(need)}", flush=True)
-        run("apt-get", "update", "-qq")
-        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *need)
+    """gcc, iproute2, and what `netprof view --png` needs with no display (Mesa's EGL, a font)."""
+    if shutil.which("dpkg-query"):
+        run(str(HERE.parent / "tools/system-packages"), "--install")
 
 
 def make_network() -> None:

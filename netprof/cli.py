@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, outfile
 
 EXAMPLES = """\
 examples:
@@ -38,7 +38,10 @@ def _write(path: str | None, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         return
     try:
-        Path(path).write_bytes(data)
+        with outfile.writing(path) as f:
+            f.write(data)
+    except outfile.OutputError as err:
+        raise UsageError(str(err)) from None
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror}") from None
 
@@ -331,15 +334,15 @@ def cmd_view(args: argparse.Namespace) -> int:
     if not scene.lanes:
         raise UsageError(f"{args.trace} has nothing to show (no spans, packets, throughput or memory)")
     if args.png:
-        folder = Path(args.png).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise UsageError(f"cannot write {args.png}: {folder} is not a writable folder")
         try:
+            outfile.check_target(args.png)
             from .viz.headless import render_png
 
             render_png(scene, args.png, size)
         except ImportError as err:
             raise _viz_missing(err) from None
+        except outfile.OutputError as err:
+            raise UsageError(str(err)) from None
         except (RuntimeError, OSError) as err:
             raise UsageError(f"cannot render offscreen ({err}): install Mesa's EGL (apt-get install libegl1 "
                              "libegl-mesa0 libgl1-mesa-dri) or OSMesa (libosmesa6)") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outfile
 from .probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM
 from .trace import Spans, Trace
 
@@ -31,7 +32,7 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
     user = {p["id"] for p in trace.probes if p["kind"] == "user"}
     names = [json.dumps(p["name"]) for p in trace.probes]
     counts = {"spans": 0, "counters": 0, "packets": 0}
-    with open(path, "w") as f:
+    with outfile.writing(path, "w") as f:
         f.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
         meta = [{"ph": "M", "name": "process_name", "pid": XDP_PID, "args": {"name": "XDP packets"}},
                 {"ph": "M", "name": "process_name", "pid": COUNTER_PID, "args": {"name": "throughput and memory"}}]
@@ -83,7 +84,7 @@ def pcap(trace: Trace, path: str | Path) -> int:
     packets = trace.packets
     snaplen = int(trace.header.get("snaplen", 64))
     wall = packets["ts"].astype(np.int64) + int(trace.clock.get("realtime", 0))
-    with open(path, "wb") as f:
+    with outfile.writing(path) as f:
         f.write(struct.pack("<IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
         header = struct.Struct("<IIII")
         for p, t in zip(packets, wall, strict=True):

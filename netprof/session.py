@@ -29,6 +29,7 @@ from .loader.ringbuf import RingBuffer
 from .loader.syscall import AttachType, BpfError, MapType, ProgType
 from .probes import layout, packets, spans
 from .probes.layout import ENTRY, EXIT, RX, TX
+from . import outfile
 from .tracefile import Kind, TraceWriter, new_header
 
 log = logging.getLogger(__name__)
@@ -208,8 +209,12 @@ class Session:
     def __enter__(self) -> Session:
         if os.geteuid() != 0:
             raise SessionError("needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo")
+        try:  # before anything is attached
+            outfile.check_target(self.output)
+        except outfile.OutputError as err:
+            raise SessionError(str(err)) from None
         folder = self.output.resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
+        if not os.access(folder, os.W_OK):
             raise SessionError(f"cannot write the trace {self.output}: {folder} is not a writable folder")
         self._plan_kernel()
         self._plan_user()

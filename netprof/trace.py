@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outfile
 from . import spans as span_builder
 from .tracefile import Kind, RawTrace, read
 
@@ -99,7 +100,7 @@ class Spans:
         probe_names = np.array([p["name"] for p in self.trace.probes] or [""], dtype=object)
         a = self.array
         columns = [a[n] if n != "name" else probe_names[np.minimum(a["probe"], len(probe_names) - 1)] for n in names]
-        with open(path, "w") as f:
+        with outfile.writing(path, "w") as f:
             f.write(",".join(names) + "\n")
             for row in zip(*(c.tolist() for c in columns), strict=True):
                 f.write(",".join(map(str, row)) + "\n")
@@ -113,7 +114,8 @@ class Spans:
         table = pa.table({name: self.array[name] for name in self.array.dtype.names})
         names = [p["name"] for p in self.trace.probes]
         table = table.append_column("name", pa.array([names[i] if i < len(names) else "" for i in self.array["probe"]]))
-        pq.write_table(table, str(path))
+        with outfile.writing(path) as f:
+            pq.write_table(table, f)
 
 
 class Trace:

@@ -27,6 +27,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from . import outfile
 from .probes import layout
 
 MAGIC = b"NETPROF\x01"
@@ -64,10 +65,7 @@ class TraceWriter:
 
     def __init__(self, path: str | os.PathLike, header: dict[str, Any]):
         self.path = Path(path)
-        # O_NOFOLLOW: as root, never truncate and re-own whatever a planted symlink points at.
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        os.fchmod(self.fd, 0o600)
-        _give_to_sudo_caller(self.fd)
+        self.fd = outfile.create(self.path)  # new, 0600, the sudo caller's; never a device, FIFO or symlink
         self.bytes = 0
         self._layouts = _layouts(int(header.get("snaplen", 64)))
         os.write(self.fd, MAGIC)
@@ -105,15 +103,6 @@ class TraceWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def _give_to_sudo_caller(fd: int) -> None:
-    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if os.geteuid() == 0 and uid and gid and uid.isdigit() and gid.isdigit():
-        try:
-            os.fchown(fd, int(uid), int(gid))
-        except OSError:
-            pass
 
 
 def new_header(probes: list[dict[str, Any]], snaplen: int, **extra: Any) -> dict[str, Any]:

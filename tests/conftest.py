@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import needs
+
 TEST_PROGRAM_PREFIX = "nptest"  # names of the BPF programs tests load
 
 
@@ -43,6 +45,11 @@ def leftovers() -> list[str]:
     found += [line[:100] for line in links.splitlines() if "xdp" in line and "np" in line.split(":")[1]]
     found += [f"BPF program {name}" for name in loaded_program_names() if name.startswith(TEST_PROGRAM_PREFIX)]
     return found
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        needs.missing("needs root and the real kernel: sudo make test")
 
 
 @pytest.fixture(autouse=True)
@@ -105,8 +112,7 @@ int main(int argc, char **argv) {
 @pytest.fixture(scope="session")
 def target_program(tmp_path_factory) -> Path:
     """A small C program: ``target N [DELAY_MS]`` calls work() N times."""
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build the uprobe target (apt-get install gcc)"
+    gcc = needs.tool("gcc")
     out = tmp_path_factory.mktemp("target")
     source = out / "target.c"
     source.write_text(TARGET_C)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import needs
+
 from netprof.asm.helpers import Helper
 from netprof.loader.btf import VMLINUX, Btf, BtfError, FuncLinkage, Kind, vmlinux
 
@@ -27,10 +29,7 @@ def btf() -> Btf:
 
 
 def bpftool(*args: str) -> str:
-    exe = shutil.which("bpftool")
-    if exe is None:
-        pytest.fail("bpftool is not installed: install it (Debian: apt-get install bpftool) to check BTF "
-                    "decoding against the reference")
+    exe = needs.tool("bpftool")
     return subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout
 
 

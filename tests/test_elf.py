@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import needs
+
 from netprof.loader.elf import (
     ElfError,
     _decode_x86,
@@ -22,10 +24,9 @@ from netprof.loader.elf import (
     site_cost,
 )
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("gcc", "readelf", "objdump", "strip")),
-    reason="needs gcc and binutils (readelf, objdump, strip)",
-)
+needs.tool("gcc")
+for _tool in ("readelf", "objdump", "strip"):
+    needs.tool(_tool, "binutils")
 
 PROG = r"""
 #include <stdio.h>

@@ -4,9 +4,12 @@ import json
 import shutil
 import struct
 import subprocess
+import sys
 
 import numpy as np
 import pytest
+
+import needs
 
 import netprof
 from netprof import export
@@ -119,10 +122,10 @@ def test_pcap_round_trip_with_wall_clock(trace, tmp_path):
 
 
 def test_tshark_reads_the_pcap(trace, tmp_path):
-    assert shutil.which("tshark"), "tshark is needed (Debian package tshark): .ci/run installs it"
+    tshark = needs.tool("tshark")
     out = tmp_path / "t.pcap"
     export.pcap(trace, out)
-    result = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "eth.src", "-e", "frame.len"],
+    result = subprocess.run([tshark, "-r", str(out), "-T", "fields", "-e", "eth.src", "-e", "frame.len"],
                             capture_output=True, text=True, check=True)
     lines = result.stdout.strip().splitlines()
     assert len(lines) == len(trace.packets) == 20
@@ -139,12 +142,12 @@ def test_csv_export(trace, tmp_path):
 
 def test_export_cli(tmp_path):
     make_trace(tmp_path / "t.trace")
-    result = subprocess.run(["python3", "-m", "netprof", "export", str(tmp_path / "t.trace"), "--perfetto",
+    result = subprocess.run([sys.executable, "-m", "netprof", "export", str(tmp_path / "t.trace"), "--perfetto",
                              str(tmp_path / "o.json"), "--pcap", str(tmp_path / "o.pcap"), "--csv",
                              str(tmp_path / "o.csv")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "300 spans" in result.stdout and "20 packets" in result.stdout
-    bad = subprocess.run(["python3", "-m", "netprof", "report", str(tmp_path / "t.trace"), "-f", "abc"],
+    bad = subprocess.run([sys.executable, "-m", "netprof", "report", str(tmp_path / "t.trace"), "-f", "abc"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "must be START-END" in bad.stderr
 

@@ -4,6 +4,10 @@ on screen is drawn, at every zoom. Pure numpy: no GL."""
 import numpy as np
 import pytest
 
+import needs
+
+needs.module("vispy")
+
 from netprof.viz.lod import LodIndex, gather
 
 

@@ -8,6 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+import needs
+
+needs.module("vispy")
+
 import viz_trace
 
 import netprof

@@ -3,6 +3,10 @@ without a GL context."""
 
 import numpy as np
 import pytest
+import needs
+
+needs.module("vispy")
+
 import viz_trace
 
 import netprof

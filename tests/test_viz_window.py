@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import needs
+
+needs.module("vispy")
+
 import viz_trace
 
 import netprof
@@ -54,8 +58,7 @@ print("closed", not canvas.native.isVisible())
 
 
 def test_window_opens_renders_zooms_on_a_wheel_event_and_closes(tmp_path):
-    xvfb_run = shutil.which("xvfb-run")
-    assert xvfb_run, "the window test needs Xvfb: apt-get install xvfb xauth"
+    xvfb_run = needs.tool("xvfb-run", "xvfb xauth")
     path = tmp_path / "synthetic.trace"
     viz_trace.write(path)
     shot = tmp_path / "window.npy"

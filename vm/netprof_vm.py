@@ -18,16 +18,19 @@ import argparse
 import contextlib
 import gzip
 import os
+import re
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
 KERNEL_PACKAGE = os.environ.get("NETPROF_VM_KERNEL", "linux-image-6.1.0-50-amd64")  # the plain flavour: -cloud has no 9p
-CACHE = Path(os.environ.get("NETPROF_VM_CACHE", Path.home() / ".cache/netprof-vm"))
+# Root boots what lies here: never a folder a user controls ($HOME under sudo -E is the user's).
+CACHE = Path(os.environ.get("NETPROF_VM_CACHE", "/var/cache/netprof-vm"))
 PROJECT = Path(__file__).resolve().parent.parent
 MODULES = ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "netfs",
            "fscache", "9pnet", "9pnet_virtio", "9p", "failover", "net_failover", "virtio_net"]
@@ -98,6 +101,29 @@ def _cpio(entries: list[tuple[str, int, bytes, int]]) -> bytes:
     return bytes(out)
 
 
+def trusted_folder(path: Path) -> Path:
+    """``path``, made if missing; refused unless it and every folder above it belong to root and
+    no one else may write them, sticky folders such as /tmp above it aside (a user who could
+    would choose the kernel that root boots)."""
+    path = Path(os.path.abspath(path))
+    path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for folder in (path, *path.parents):
+        st = os.lstat(folder)
+        shared = st.st_mode & 0o022 and not (folder != path and st.st_mode & stat.S_ISVTX)  # /tmp is fine above
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != 0 or shared:
+            raise SystemExit(f"vm: will not use {path}: {folder} is not a folder that only root can change "
+                             f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); set NETPROF_VM_CACHE "
+                             "to one that is, or leave it unset for /var/cache/netprof-vm")
+    return path
+
+
+def give_to_project_owner(path: Path) -> None:
+    """What root writes into the project (vm/.run) belongs to whoever owns the project."""
+    st = os.stat(PROJECT)
+    with contextlib.suppress(OSError):
+        os.chown(path, st.st_uid, st.st_gid)
+
+
 def prepare() -> Path:
     """Install QEMU and busybox if missing, fetch the kernel package, build the initramfs. Idempotent."""
     missing = [pkg for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static"))
@@ -105,7 +131,7 @@ def prepare() -> Path:
     if missing:
         say(f"installing {' '.join(missing)}")
         apt_install(*missing)
-    guest = CACHE / KERNEL_PACKAGE
+    guest = trusted_folder(CACHE) / KERNEL_PACKAGE
     if (guest / "ready").exists():
         return guest
     start = time.monotonic()
@@ -142,12 +168,50 @@ def prepare() -> Path:
     return guest
 
 
+# What SeaBIOS sends the serial console on every boot: reset, line wrapping off, clear screen.
+# Dropped, so that the terminal is left as it was found and what was on it stays.
+TERMINAL_RESETS = (b"\x1bc", b"\x1b[?7l", b"\x1b[2J")
+_RESETS = re.compile(b"|".join(re.escape(r) for r in TERMINAL_RESETS))
+
+
+def _forward(stream, out) -> None:
+    """Copy the guest's console to ``out`` without TERMINAL_RESETS, as it comes (interactive too)."""
+    pending = b""
+    while chunk := os.read(stream.fileno(), 65536):
+        data, pending = pending + chunk, b""
+        cut = data.rfind(b"\x1b")
+        if cut >= 0 and any(r.startswith(data[cut:]) and r != data[cut:] for r in TERMINAL_RESETS):
+            data, pending = data[:cut], data[cut:]  # a reset split between two reads
+        out.write(_RESETS.sub(b"", data))
+        out.flush()
+    out.write(pending)
+    out.flush()
+
+
+def _console(command: list[str], **kwargs) -> int:
+    """Run QEMU with its console filtered to our stdout; the terminal's settings restored after."""
+    saved = termios.tcgetattr(0) if os.isatty(0) else None
+    try:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, **kwargs) as qemu:
+            _forward(qemu.stdout, sys.stdout.buffer)
+            return qemu.wait()
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        if os.isatty(1):
+            sys.stdout.buffer.write(b"\x1b[?7h")  # line wrapping on, whatever the guest left
+            sys.stdout.flush()
+
+
 def _qemu(guest: Path, mode: str, accel: str, net: bool = False) -> list[str]:
     append = f"console=ttyS0 quiet loglevel=1 panic=-1 netprof.project={PROJECT} netprof.mode={mode}"
     network = []
     if net:
         append += f" netprof.net={GUEST_ADDRESS}"
-        network = ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0"]
+        network = ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no",
+                   "-device", "virtio-net-pci,netdev=n0,romfile="]  # no iPXE: the kernel is given
+    else:
+        network = ["-nic", "none"]
     return ["qemu-system-x86_64", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(MEMORY_MB), "-smp", str(min(os.cpu_count() or 1, 2)), "-nographic", "-no-reboot",
             "-kernel", str(guest / "vmlinuz"), "-initrd", str(guest / "initramfs.cpio.gz"), "-append", append,
@@ -172,18 +236,27 @@ def _accelerator(guest: Path) -> str:
 def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = False, net: bool = False) -> int | None:
     run_dir = PROJECT / "vm/.run"
     run_dir.mkdir(exist_ok=True)
+    give_to_project_owner(run_dir)
     status = run_dir / "status"
     status.unlink(missing_ok=True)
     # The host's PATH (and virtualenv or pyenv settings): "python3" means the host's own Python.
-    keep = [k for k in os.environ if k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH") or k.startswith("PYENV")]
+    # SUDO_UID/SUDO_GID: netprof in the guest hands what it writes to the user who ran sudo, as here.
+    keep = [k for k in os.environ
+            if k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "SUDO_UID", "SUDO_GID") or k.startswith("PYENV")]
     exports = "".join(f"export {k}={shlex.quote(os.environ[k])}\n" for k in keep)
-    (run_dir / "command").write_text(exports + command + "\n")
-    out = subprocess.DEVNULL if quiet else None
+    command_file = run_dir / "command"
+    command_file.unlink(missing_ok=True)
+    command_file.write_text(exports + command + "\n")
+    give_to_project_owner(command_file)
+    qemu = ["timeout", "--kill-after=5", str(int(timeout)), *_qemu(guest, "run", accel, net)]
     try:
-        subprocess.run(["timeout", "--kill-after=5", str(int(timeout)), *_qemu(guest, "run", accel, net)],
-                       stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        if quiet:
+            subprocess.run(qemu, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            _console(qemu, stdin=subprocess.DEVNULL)
     finally:
         code = int(status.read_text()) if status.exists() else None
+        status.unlink(missing_ok=True)  # written by root in the guest
     return code
 
 
@@ -218,7 +291,7 @@ def run(command: list[str], timeout: float, net: bool = False) -> int:
 def shell(net: bool = False) -> int:
     guest = prepare()
     with _Tap() if net else contextlib.nullcontext():
-        return subprocess.run(_qemu(guest, "shell", _accelerator(guest), net)).returncode
+        return _console(_qemu(guest, "shell", _accelerator(guest), net))
 
 
 def main(argv: list[str] | None = None) -> int:

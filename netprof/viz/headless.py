@@ -56,7 +56,9 @@ class OffscreenRenderer:
 
 def render_png(scene, path: str, size: tuple[int, int] = (1600, 900), view=None) -> np.ndarray:
     """Write ``scene`` (whole, or ``view``) to ``path`` as a PNG; returns the pixels."""
-    from vispy.io import write_png
+    from vispy.io.image import _make_png
+
+    from .. import outfile
 
     offscreen = OffscreenRenderer(size)
     try:
@@ -64,5 +66,6 @@ def render_png(scene, path: str, size: tuple[int, int] = (1600, 900), view=None)
         pixels = offscreen.render(scene.frame(view, size[1]))
     finally:
         offscreen.close()
-    write_png(path, pixels)
+    with outfile.writing(path) as f:
+        f.write(_make_png(pixels))
     return pixels

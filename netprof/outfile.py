@@ -52,8 +52,8 @@ def check_target(path: str | os.PathLike) -> Path:
         kind = _kind(st.st_mode)
         raise OutputError(f"will not write {path}: it is {kind}, not a regular file; give a new file name")
     folder = path.parent
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: {folder} is not a folder")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {path}: {folder} is not a writable folder")
     return path
 
 

@@ -213,9 +213,6 @@ class Session:
             outfile.check_target(self.output)
         except outfile.OutputError as err:
             raise SessionError(str(err)) from None
-        folder = self.output.resolve().parent
-        if not os.access(folder, os.W_OK):
-            raise SessionError(f"cannot write the trace {self.output}: {folder} is not a writable folder")
         self._plan_kernel()
         self._plan_user()
         self._plan_net()

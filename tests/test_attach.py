@@ -233,7 +233,7 @@ def test_unwritable_output_is_refused_before_attaching(tmp_path):
     result = subprocess.run([sys.executable, "-m", "netprof", "attach", "--net", "-o", "/nonexistent/dir/x.trace"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("netprof attach: cannot write the trace /nonexistent/dir/x.trace: /nonexistent/dir "
+    assert result.stderr.strip() == ("netprof attach: cannot write /nonexistent/dir/x.trace: /nonexistent/dir "
                                      "is not a writable folder")
 
 

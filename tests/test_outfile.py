@@ -73,7 +73,7 @@ def test_an_error_leaves_nothing_behind(tmp_path):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(outfile.OutputError, match="not a folder"):
+    with pytest.raises(outfile.OutputError, match="not a writable folder"):
         write(tmp_path / "nope" / "out.bin")
 
 

@@ -105,22 +105,28 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
+    from .loader.rundir import UntrustedFolder
     from .loader.syscall import BpfError
-    from .loader.xdp import detach_stale, records
+    from .loader.xdp import detach_stale, owner_alive, records
 
     try:
         before = records()
         done = detach_stale(everything=args.all)
-    except (BpfError, OSError) as err:
+    except (BpfError, UntrustedFolder) as err:
         raise UsageError(f"detach: {err}") from None
     for record in done:
         print(f"detached XDP program {record.prog_id} from {record.ifname} (attached by pid {record.pid})")
-    kept = [r for r in before if r not in done and r.path.exists()]
-    for record in kept:
-        print(f"kept XDP program {record.prog_id} on {record.ifname}: pid {record.pid} is still running "
-              "(--all detaches it too)")
+    for record in before:
+        if record in done:
+            continue
+        if not record.path.exists():
+            print(f"forgot XDP program {record.prog_id} on {record.ifname}: it was no longer attached")
+        elif owner_alive(record):
+            print(f"kept XDP program {record.prog_id} on {record.ifname}: netprof pid {record.pid} is still "
+                  "running (--all detaches it too)")
     if not before:
-        print("nothing attached by netprof")
+        print("nothing attached by netprof over netlink (what it attaches through bpf_links, the kernel "
+              "detaches when netprof exits)")
     return 0
 
 
@@ -157,13 +163,13 @@ def _config(path: str) -> dict:
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"config {path} is not valid TOML: {err}") from None
     known = {"kernel", "user", "net", "xdp", "throughput", "memory", "pid", "duration", "output", "snaplen",
-             "tracepoints", "memory_interval", "xdp_mode", "sockets", "buffer"}
+             "tracepoints", "memory_interval", "xdp_mode", "xdp_attach", "sockets", "buffer"}
     unknown = set(config) - known
     if unknown:
         raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
     kinds = {"net": bool, "throughput": bool, "memory": bool, "sockets": bool, "buffer": int, "pid": int,
              "snaplen": int, "duration": (int, float),
-             "memory_interval": (int, float), "output": str, "xdp_mode": str}
+             "memory_interval": (int, float), "output": str, "xdp_mode": str, "xdp_attach": str}
     for key, value in config.items():
         wanted = kinds.get(key, (str, list))
         if not isinstance(value, wanted) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
@@ -198,7 +204,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
                           snaplen=args.snaplen if args.snaplen is not None else config.get("snaplen", 64),
                           memory_interval=(args.memory_interval if args.memory_interval is not None
                                            else config.get("memory_interval", 10)) / 1000,
-                          xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"), status=args.verbose > 0,
+                          xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"),
+                          xdp_attach=args.xdp_attach or config.get("xdp_attach", "auto"), status=args.verbose > 0,
                           sockets=args.sockets or config.get("sockets", False),
                           buffer_mib=args.buffer if args.buffer is not None else config.get("buffer", 16))
     except SessionError as err:
@@ -207,7 +214,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="netprof: %(message)s")
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: an ssh session that drops must end the capture as cleanly as Ctrl-C does.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, lambda *_: session.stop())
     try:
@@ -402,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net", action="store_true", help="the network stack's entry/exit tracepoints as spans")
     p.add_argument("-x", "--xdp", action="append", metavar="IFACE", help="record every packet XDP sees on IFACE")
     p.add_argument("--xdp-mode", choices=["auto", "native", "generic"], help="XDP mode (default: auto)")
+    p.add_argument("--xdp-attach", choices=["auto", "bpf_link", "netlink"],
+                   help="how to attach XDP: a bpf_link (dies with netprof), netlink (recorded in /run/netprof "
+                        "for netprof detach), or auto: a link where the kernel has them (default)")
     p.add_argument("--snaplen", type=int, help="packet bytes kept per XDP record (multiple of 8, default 64)")
     p.add_argument("-t", "--throughput", action="store_true", help="packets and bytes per interface over time")
     p.add_argument("-m", "--memory", action="store_true", help="memory in use over time (system and processes)")

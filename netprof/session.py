@@ -87,11 +87,15 @@ class Session:
                  tracepoints: list[str] = (), xdp: list[str] = (), throughput: bool = False,
                  memory: bool = False, pid: int | None = None, output: str | os.PathLike = "netprof.trace",
                  snaplen: int = 64, memory_interval: float = 0.01, bin_ms: float = 10.0,
-                 xdp_mode: str = "auto", status: bool = False, sockets: bool = False, buffer_mib: int = 16):
+                 xdp_mode: str = "auto", xdp_attach: str = "auto", status: bool = False, sockets: bool = False,
+                 buffer_mib: int = 16):
         self.kernel, self.user, self.net, self.tracepoints = list(kernel), list(user), net, list(tracepoints)
         self.xdp, self.throughput, self.memory, self.pid = list(dict.fromkeys(xdp)), throughput, memory, pid
         self.output, self.snaplen, self.memory_interval = Path(output), snaplen, memory_interval
         self.bin_ns, self.xdp_mode, self.status = int(bin_ms * 1e6), xdp_mode, status
+        if xdp_attach not in ("auto", "bpf_link", "netlink"):
+            raise SessionError(f"XDP attach method {xdp_attach!r} is not auto, bpf_link or netlink")
+        self.xdp_attach = xdp_attach
         self.sockets = sockets  # with memory: also the kernel's socket buffer memory
         if buffer_mib < 1 or buffer_mib & (buffer_mib - 1) or buffer_mib > 4096:
             raise SessionError(f"ring buffer size {buffer_mib} MiB must be a power of two between 1 and 4096")
@@ -313,7 +317,7 @@ class Session:
         prog = self._prog(packets.xdp_program(probe.id, self.snaplen), ProgType.XDP, "np_xdp",
                           {"packets": self.packets.map, "lost": self.lost}, probe)
         try:
-            self._link(attach_xdp(prog, ifname, mode=self.xdp_mode))
+            self._link(attach_xdp(prog, ifname, mode=self.xdp_mode, method=self.xdp_attach))
         except BpfError as err:
             raise SessionError(str(err)) from None
 

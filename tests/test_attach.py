@@ -4,6 +4,7 @@ Ctrl-C and SIGKILL leave readable files; every bad input is one line and exit st
 from __future__ import annotations
 
 import os
+import random
 import select
 import shutil
 import signal
@@ -145,10 +146,15 @@ def test_sigint_leaves_a_readable_file_and_nothing_attached(tmp_path):
     assert trace.problems == [] and trace.raw.end is not None
 
 
-def test_sigkill_leaves_whole_chunks_and_detach_cleans_up(veth_pair, tmp_path, target_program):
+def xdp_on(host: str) -> str:
+    return subprocess.run(["ip", "link", "show", host], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("method", ["bpf_link", "netlink"])
+def test_sigkill_leaves_whole_chunks_and_nothing_attached(veth_pair, tmp_path, target_program, method):
     host, netns, _, host_ip = veth_pair
     out = tmp_path / "killed.trace"
-    capture = Capture("-x", host, "-u", f"{target_program}:work", "-o", str(out))
+    capture = Capture("-x", host, "--xdp-attach", method, "-u", f"{target_program}:work", "-o", str(out))
     subprocess.run([str(target_program), "500"], check=True, capture_output=True)
     time.sleep(0.3)
     capture.stop(signal.SIGKILL)
@@ -156,10 +162,71 @@ def test_sigkill_leaves_whole_chunks_and_detach_cleans_up(veth_pair, tmp_path, t
     trace = load(out)
     assert trace.raw.end is None                          # it never finished
     assert len(probe_spans(trace, "target:work")) == 500  # but every chunk written is there
-    assert "xdp" in subprocess.run(["ip", "link", "show", host], capture_output=True, text=True).stdout
+    if method == "bpf_link":  # the kernel took the program off with the link's fd
+        assert "xdp" not in xdp_on(host)
+        return
+    assert "xdp" in xdp_on(host)  # netlink: it stays until netprof detach, which knows it from its record
     detach = subprocess.run([sys.executable, "-m", "netprof", "detach"], capture_output=True, text=True)
     assert detach.returncode == 0 and f"from {host}" in detach.stdout
-    assert "xdp" not in subprocess.run(["ip", "link", "show", host], capture_output=True, text=True).stdout
+    assert "xdp" not in xdp_on(host)
+
+
+def kill_at_random_moments(host: str, tmp_path, method: str, seed: int) -> list[str]:
+    """Ten captures killed at random moments of their start-up and run; what each left on ``host``."""
+    rng = random.Random(seed)
+    left = []
+    for i in range(10):
+        proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-x", host, "--xdp-attach", method,
+                                 "-o", str(tmp_path / f"k{i}.trace")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.8))  # start-up (imports, load, attach) takes about 0.2-0.4 s here
+        proc.kill()
+        proc.wait()
+        left.append(xdp_on(host))
+    return left
+
+
+def test_ten_random_sigkills_leave_no_xdp_program(veth_pair, tmp_path):
+    host = veth_pair[0]
+    seed = random.randrange(1 << 30)
+    left = kill_at_random_moments(host, tmp_path, "bpf_link", seed)
+    assert not [state for state in left if "xdp" in state], f"seed {seed}"
+    code, err = Capture("-x", host, "-o", str(tmp_path / "next.trace")).stop()
+    assert code == 0, err
+
+
+def test_ten_random_sigkills_over_netlink_leave_nothing_unrecorded(veth_pair, tmp_path):
+    from netprof.loader import xdp
+
+    host = veth_pair[0]
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    for i in range(10):
+        proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-x", host, "--xdp-attach", "netlink",
+                                 "-o", str(tmp_path / f"k{i}.trace")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.8))
+        proc.kill()
+        proc.wait()
+        state = xdp_on(host)
+        if "xdp" in state:  # whatever is attached, netprof has a record of it
+            prog_id = int(state.split("prog/xdp id ")[1].split()[0])
+            assert any(r.prog_id == prog_id and r.ifname == host for r in xdp.records()), f"seed {seed}"
+        detach = subprocess.run([sys.executable, "-m", "netprof", "detach"], capture_output=True, text=True)
+        assert detach.returncode == 0, detach.stderr
+        assert "xdp" not in xdp_on(host), f"seed {seed}"
+
+
+def test_sighup_ends_the_capture_like_sigterm(veth_pair, tmp_path):
+    host = veth_pair[0]
+    for method in ("bpf_link", "netlink"):
+        out = tmp_path / f"hup-{method}.trace"
+        capture = Capture("-x", host, "--xdp-attach", method, "-t", "-o", str(out))
+        time.sleep(0.2)
+        code, err = capture.stop(signal.SIGHUP)
+        assert code == 0 and "wrote" in err, err
+        assert load(out).raw.end is not None  # the end chunk was written
+        assert "xdp" not in xdp_on(host)
 
 
 def test_config_file_replaces_the_command_line(target_program, tmp_path):

@@ -1,7 +1,11 @@
 """Attaching loaded programs: tracepoint, raw tracepoint, kprobe/kretprobe, uprobe/uretprobe,
 fentry/fexit. Each returns a Link that detaches when closed (or garbage-collected).
 
-XDP lives in xdp.py: its netlink attachment outlives the process and needs bookkeeping.
+Perf events (tracepoints, kprobes, uprobes) are attached as bpf_links where the kernel has them
+(BPF_LINK_CREATE with BPF_PERF_EVENT, Linux 5.15), as libbpf and cilium/ebpf do: the link alone
+holds the event, it can carry a BPF cookie, and it dies with its file descriptor. Older kernels
+get the PERF_EVENT_IOC_SET_BPF ioctl, whose attachment also ends with the event's fd. XDP lives
+in xdp.py.
 """
 
 from __future__ import annotations
@@ -40,19 +44,22 @@ class FdLink(FdOwner, Link):
 
 
 class PerfLink(Link):
-    """A perf event with a program attached; a tracefs probe event it created is removed on close."""
+    """A program on a perf event: a bpf_link fd (``via`` "bpf_link") or the event's own fd with the
+    program set by ioctl ("ioctl"). A tracefs probe event it created is removed on close."""
 
-    def __init__(self, fd: int, description: str, tracefs_event: tuple[Path, str] | None = None):
-        self.fd, self.description, self._tracefs_event = fd, description, tracefs_event
+    def __init__(self, fd: int, description: str, tracefs_event: tuple[Path, str] | None = None,
+                 via: str = "ioctl"):
+        self.fd, self.description, self._tracefs_event, self.via = fd, description, tracefs_event, via
 
     def close(self) -> None:
         if self.fd >= 0:
-            try:
-                import fcntl
+            if self.via == "ioctl":
+                try:
+                    import fcntl
 
-                fcntl.ioctl(self.fd, perf.PERF_EVENT_IOC_DISABLE, 0)
-            except OSError:
-                pass
+                    fcntl.ioctl(self.fd, perf.PERF_EVENT_IOC_DISABLE, 0)
+                except OSError:
+                    pass
             os.close(self.fd)
             self.fd = -1
         if self._tracefs_event is not None:
@@ -134,26 +141,59 @@ def _remove_probe_event(events_file: Path, name: str) -> None:
 
 # --- attach functions -------------------------------------------------------------------------
 
+# How perf events get their program: "auto" (a bpf_link where the kernel has them, else the
+# ioctl), "bpf_link" or "ioctl". Every attach function also takes ``method=`` for one call.
+PERF_METHODS = ("auto", "bpf_link", "ioctl")
+_perf_links: bool | None = None  # whether this kernel creates perf-event links; None: not tried yet
+
+
+def perf_links() -> bool | None:
+    """True if this kernel made a perf-event bpf_link for us, False if it refused while the ioctl
+    worked, None if netprof has not attached a perf event yet in this process."""
+    return _perf_links
+
+
 def _perf_link(prog: BpfProgram, attr: perf.PerfEventAttr, what: str, description: str, pid: int = -1,
-               tracefs_event: tuple[Path, str] | None = None) -> PerfLink:
-    """Open the perf event (every process, or ``pid``) and run ``prog`` on each of its hits."""
+               tracefs_event: tuple[Path, str] | None = None, method: str = "auto", cookie: int = 0) -> PerfLink:
+    """Open the perf event (every process, or ``pid``) and run ``prog`` on each of its hits;
+    ``cookie`` is what bpf_get_attach_cookie() returns in it (bpf_link only)."""
+    global _perf_links
+    if method not in PERF_METHODS:
+        raise ValueError(f"perf attach method {method!r} is not one of {', '.join(PERF_METHODS)}")
+    if cookie and method == "ioctl":
+        raise ValueError(f"{what}: a BPF cookie needs a bpf_link, not the ioctl")
     fd = perf.perf_event_open(attr, pid, 0 if pid < 0 else -1, what)
     try:
+        if method == "bpf_link" or (method == "auto" and _perf_links is not False):
+            try:
+                link = syscall.link_create(prog.fd, fd, syscall.AttachType.PERF_EVENT, what, extra=(cookie,))
+            except BpfError as err:
+                # EINVAL: a kernel before 5.15 knows no BPF_PERF_EVENT links; the ioctl will tell
+                # whether the program and the event were the problem instead.
+                if method == "bpf_link" or cookie or err.errno != errno.EINVAL:
+                    raise
+            else:
+                os.close(fd)  # the link holds the event now
+                _perf_links = True
+                return PerfLink(link, description, tracefs_event, via="bpf_link")
         perf.attach_bpf(fd, prog.fd, what)
+        if method == "auto" and _perf_links is None:
+            _perf_links = False
     except BpfError:
         os.close(fd)
         raise
     return PerfLink(fd, description, tracefs_event)
 
 
-def attach_tracepoint(prog: BpfProgram, tracepoint: str) -> PerfLink:
+def attach_tracepoint(prog: BpfProgram, tracepoint: str, method: str = "auto", cookie: int = 0) -> PerfLink:
     """Attach a tracepoint program to ``category:name`` (e.g. ``net:netif_receive_skb``)."""
     category, _, name = tracepoint.partition(":")
     if not name:
         raise ValueError(f"tracepoint {tracepoint!r} must be category:name, e.g. net:netif_receive_skb")
     attr = perf.PerfEventAttr(type=perf.PerfType.TRACEPOINT, config=tracepoint_id(category, name),
                               sample_period=1, wakeup_events=1)
-    return _perf_link(prog, attr, f"attach tracepoint {tracepoint}", f"tracepoint:{tracepoint}")
+    return _perf_link(prog, attr, f"attach tracepoint {tracepoint}", f"tracepoint:{tracepoint}", method=method,
+                      cookie=cookie)
 
 
 def attach_raw_tracepoint(prog: BpfProgram, name: str) -> FdLink:
@@ -176,7 +216,8 @@ def kprobe_available() -> str | None:
     return None
 
 
-def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = False) -> PerfLink:
+def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = False, method: str = "auto",
+                  cookie: int = 0) -> PerfLink:
     """kprobe (or kretprobe, ``ret=True``) on a kernel function, via the kprobe PMU, else tracefs."""
     kind = "kretprobe" if ret else "kprobe"
     what = f"attach {kind} {function}" + (f"+{offset:#x}" if offset else "")
@@ -191,7 +232,7 @@ def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = 
         if ret:
             attr.config |= 1 << perf.retprobe_bit("kprobe")
         try:
-            return _perf_link(prog, attr, what, f"{kind}:{function}")
+            return _perf_link(prog, attr, what, f"{kind}:{function}", method=method, cookie=cookie)
         except BpfError as err:
             if err.errno in (errno.ENOENT, errno.EINVAL):
                 raise BpfError(err.errno, f"{what}: {function} is not in kallsyms, or cannot be probed "
@@ -199,22 +240,24 @@ def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = 
             raise
     probe = "r" if ret else "p"
     events_file, group, name = _add_probe_event("kprobe", f"{probe}:{{name}} {function}+{offset}")
-    return _attach_tracefs_event(prog, events_file, group, name, f"{kind}:{function}", what)
+    return _attach_tracefs_event(prog, events_file, group, name, f"{kind}:{function}", what, method=method,
+                                 cookie=cookie)
 
 
 def _attach_tracefs_event(prog: BpfProgram, events_file: Path, group: str, name: str, description: str,
-                          what: str, pid: int = -1) -> PerfLink:
+                          what: str, pid: int = -1, method: str = "auto", cookie: int = 0) -> PerfLink:
     try:
         attr = perf.PerfEventAttr(type=perf.PerfType.TRACEPOINT, config=tracepoint_id(group, name),
                                   sample_period=1, wakeup_events=1)
-        return _perf_link(prog, attr, what, description, pid=pid, tracefs_event=(events_file, name))
+        return _perf_link(prog, attr, what, description, pid=pid, tracefs_event=(events_file, name), method=method,
+                          cookie=cookie)
     except BpfError:
         _remove_probe_event(events_file, name)
         raise
 
 
 def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, pid: int = -1,
-                  description: str | None = None) -> PerfLink:
+                  description: str | None = None, method: str = "auto", cookie: int = 0) -> PerfLink:
     """uprobe (or uretprobe) at a file offset of an ELF file; ``pid`` -1 means every process.
 
     Resolve ``PATH:SYMBOL`` to (path, offset) with netprof.loader.elf.resolve first.
@@ -226,13 +269,13 @@ def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, p
     if pmu is None:
         probe = "r" if ret else "p"
         events_file, group, name = _add_probe_event("uprobe", f"{probe}:{{name}} {path}:{offset:#x}")
-        return _attach_tracefs_event(prog, events_file, group, name, description, what, pid)
+        return _attach_tracefs_event(prog, events_file, group, name, description, what, pid, method, cookie)
     name = ctypes.create_string_buffer(os.fsencode(path))
     attr = perf.PerfEventAttr(type=pmu, sample_period=1, wakeup_events=1, config1=ctypes.addressof(name),
                               config2=offset)
     if ret:
         attr.config |= 1 << perf.retprobe_bit("uprobe")
-    return _perf_link(prog, attr, what, description, pid=pid)
+    return _perf_link(prog, attr, what, description, pid=pid, method=method, cookie=cookie)
 
 
 def attach_tracing(prog: BpfProgram) -> FdLink:

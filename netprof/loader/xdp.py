@@ -1,28 +1,38 @@
-"""XDP attach and detach over netlink (pyroute2), with a record of what netprof attached.
+"""XDP attach and detach: a bpf_link where the kernel has them (BPF_LINK_CREATE with BPF_XDP,
+Linux 5.9), as libbpf and cilium/ebpf do, else netlink (pyroute2); ``method`` forces either.
 
-A netlink XDP attachment stays on the interface after the process that made it dies. So every
-attach writes a record under /run/netprof/xdp/, and ``detach_stale()`` (run by ``netprof detach``
-and before every attach) removes the attachments whose owner is gone, and only those: the
-record names the program id, and an interface now running another program is left alone.
+A link belongs to its file descriptor: however netprof dies, the kernel takes the program off
+the interface. A netlink attachment stays after its process dies, so on that path every attach
+first writes a record under /run/netprof/xdp/ (before attaching: a kill in between leaves a
+record of nothing, never a program without a record), and ``detach_stale()`` (``netprof
+detach``, and before every netlink attach) removes what a dead netprof left, in whichever network
+namespace, and nothing else: the record names the program id, and an interface now running
+another program is left alone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from . import rundir, syscall
 from .program import BpfProgram
-from .resource import Closing
-from .syscall import BpfError
+from .resource import Closing, FdOwner
+from .syscall import AttachType, BpfError
 
 log = logging.getLogger(__name__)
 
-RECORDS = Path(os.environ.get("NETPROF_RUN_DIR", "/run/netprof")) / "xdp"
+RECORDS = rundir.RUN_DIR / "xdp"
+METHODS = ("auto", "bpf_link", "netlink")
 
 # include/uapi/linux/if_link.h
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
@@ -31,11 +41,12 @@ XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
 MODES = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
 _ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
+CLONE_NEWNET = 0x40000000
 
 
 @dataclass
 class XdpRecord:
-    """What netprof attached where; enough to undo it safely later."""
+    """What netprof attached where over netlink; enough to undo it safely later."""
 
     ifindex: int
     ifname: str
@@ -88,34 +99,42 @@ def _set(ipr, ifindex: int, fd: int, flags: int) -> None:
 
 
 class XdpLink(Closing):
-    """An XDP program on an interface; ``close()`` detaches it if it is still ours."""
+    """An XDP program on an interface; ``close()`` takes it off. ``via`` is "bpf_link" (the fd
+    is the link: closing it detaches) or "netlink" (``record`` says what to undo)."""
 
-    def __init__(self, record: XdpRecord):
-        self.record = record
-        self.description = f"xdp:{record.ifname} ({record.mode})"
+    def __init__(self, ifname: str, mode: str, prog_id: int, via: str, fd: int = -1,
+                 record: XdpRecord | None = None):
+        self.ifname, self.mode, self.prog_id, self.via, self.fd, self.record = ifname, mode, prog_id, via, fd, record
+        self.description = f"xdp:{ifname} ({mode}, {via})"
 
     def close(self) -> None:
-        if self.record is None:
-            return
-        record, self.record = self.record, None
-        _detach(record)
+        fd, self.fd = getattr(self, "fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+        record, self.record = getattr(self, "record", None), None
+        if record is not None:
+            _detach(record)
 
     def __repr__(self) -> str:
         return f"<XdpLink {self.description}>"
 
 
-def attach_xdp(prog: BpfProgram, ifname: str, mode: str = "auto", replace: bool = False) -> XdpLink:
-    """Attach ``prog`` to ``ifname``: ``mode`` native, generic, or auto (native, else generic).
+def attach_xdp(prog: BpfProgram, ifname: str, mode: str = "auto", replace: bool = False,
+               method: str = "auto") -> XdpLink:
+    """Attach ``prog`` to ``ifname``: ``mode`` native, generic, or auto (native, else generic);
+    ``method`` bpf_link, netlink, or auto (a link where the kernel has them).
 
-    Refuses to replace another program unless ``replace`` is set; stale netprof attachments
-    (their owner is gone) are removed first.
+    Refuses to replace another program unless ``replace`` is set (netlink only: a link never
+    replaces what someone else attached).
     """
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
     if mode not in ("auto", *MODES):
         raise ValueError(f"XDP mode {mode!r} is not auto, native or generic")
-    detach_stale()
+    if method not in METHODS:
+        raise ValueError(f"XDP attach method {method!r} is not one of {', '.join(METHODS)}")
+    tried = ["native", "generic"] if mode == "auto" else [mode]
     with IPRoute() as ipr:
         ifindex = _ifindex(ipr, ifname)
         try:
@@ -125,77 +144,196 @@ def attach_xdp(prog: BpfProgram, ifname: str, mode: str = "auto", replace: bool 
         if existing and not replace:
             raise BpfError(errno.EBUSY, f"attach XDP to {ifname}: program id {existing} is already attached "
                                         "(detach it, or ask to replace it)")
-        tried = ["native", "generic"] if mode == "auto" else [mode]
-        last: NetlinkError | None = None
-        for candidate in tried:
-            flags = MODES[candidate] | (0 if existing else XDP_FLAGS_UPDATE_IF_NOEXIST)
-            try:
-                _set(ipr, ifindex, prog.fd, flags)
-            except NetlinkError as err:
-                last = err
-                log.debug("XDP %s mode on %s refused: %s", candidate, ifname, err)
-                continue
-            prog_id, attached_mode = current(ipr, ifindex)
-            record = XdpRecord(ifindex, ifname, _netns(), prog_id, attached_mode or candidate, os.getpid(),
-                               _start_time(os.getpid()), time.time())
-            try:
-                _save(record)
-            except OSError as err:  # no record, no attachment: netprof detach could never find it
-                _set(ipr, ifindex, -1, MODES[candidate])
-                raise BpfError(err.errno or errno.EIO, f"attach XDP to {ifname}: cannot record it in {RECORDS}: "
-                                                       f"{err.strerror}") from None
-            return XdpLink(record)
+        if method == "bpf_link" and replace:
+            raise ValueError("replace=True needs method netlink: a bpf_link never replaces another program")
+        if method == "bpf_link" or (method == "auto" and not replace):
+            link = _attach_link(prog, ipr, ifname, ifindex, tried, fall_back=method == "auto")
+            if link is not None:
+                return link
+        return _attach_netlink(prog, ipr, ifname, ifindex, tried, existing)
+
+
+def _attach_link(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[str],
+                 fall_back: bool) -> XdpLink | None:
+    """The program on ``ifindex`` through a bpf_link; None if this kernel has no XDP links and
+    ``fall_back`` allows netlink instead."""
+    last: BpfError | None = None
+    for candidate in tried:
+        try:
+            fd = syscall.link_create(prog.fd, ifindex, AttachType.XDP, f"attach XDP to {ifname} ({candidate})",
+                                     flags=MODES[candidate])
+        except BpfError as err:
+            last = err
+            log.debug("XDP link in %s mode on %s refused: %s", candidate, ifname, err)
+            continue
+        prog_id, attached_mode = current(ipr, ifindex)
+        return XdpLink(ifname, attached_mode or candidate, prog_id, "bpf_link", fd=fd)
+    assert last is not None
+    if fall_back and last.errno == errno.EINVAL and not xdp_links_supported():
+        log.info("this kernel has no XDP links (%s): attaching over netlink", last)
+        return None
+    raise BpfError(last.errno, f"attach XDP to {ifname} in {'/'.join(tried)} mode: {os.strerror(last.errno)}")
+
+
+def _attach_netlink(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[str], existing: int) -> XdpLink:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    detach_stale()
+    last: NetlinkError | None = None
+    for candidate in tried:
+        record = XdpRecord(ifindex, ifname, _netns(), prog.id, candidate, os.getpid(), _start_time(os.getpid()),
+                           time.time())
+        try:
+            _save(record)  # first: a kill after the attach must find the record
+        except OSError as err:
+            raise BpfError(err.errno or errno.EIO, f"attach XDP to {ifname}: cannot record it in {RECORDS}: "
+                                                   f"{err.strerror or err}") from None
+        flags = MODES[candidate] | (0 if existing else XDP_FLAGS_UPDATE_IF_NOEXIST)
+        try:
+            _set(ipr, ifindex, prog.fd, flags)
+        except NetlinkError as err:
+            last = err
+            record.path.unlink(missing_ok=True)
+            log.debug("XDP %s mode on %s refused: %s", candidate, ifname, err)
+            continue
+        _, attached_mode = current(ipr, ifindex)
+        record.mode = attached_mode or candidate
+        return XdpLink(ifname, record.mode, record.prog_id, "netlink", record=record)
     code = last.code if last is not None else errno.EINVAL
     raise BpfError(code, f"attach XDP to {ifname} in {'/'.join(tried)} mode: {os.strerror(code)}")
 
 
+_T = TypeVar("_T")
+
+
+def _in_netns(fd: int | None, work: Callable[[], _T]) -> _T:
+    """``work()`` in a thread that has joined the network namespace ``fd`` (None: a new, empty
+    one). Namespaces belong to threads: the rest of the process stays where it is."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list = []
+
+    def run() -> None:
+        try:
+            done = libc.unshare(CLONE_NEWNET) if fd is None else libc.setns(fd, CLONE_NEWNET)
+            if done != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"enter a network namespace: {os.strerror(code)}")
+            result.append((True, work()))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            result.append((False, err))
+
+    thread = threading.Thread(target=run, name="netprof-netns")
+    thread.start()
+    thread.join()
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
+
+
+_xdp_links: bool | None = None
+
+
+def xdp_links_supported() -> bool:
+    """Whether this kernel attaches XDP through bpf_links: tried on the loopback of a new, empty
+    network namespace, so that no real interface sees a program even for an instant."""
+    global _xdp_links
+    if _xdp_links is None:
+        from ..asm import Exit, Mov, Program, R0
+        from .program import load
+
+        def try_link() -> bool:
+            with load(Program(Mov(R0, 2), Exit()), syscall.ProgType.XDP, name="np_probe") as prog:
+                try:
+                    os.close(syscall.link_create(prog.fd, 1, AttachType.XDP, "probe XDP links",
+                                                 flags=XDP_FLAGS_SKB_MODE))
+                    return True
+                except BpfError as err:
+                    if err.errno in (errno.EPERM, errno.EACCES):
+                        raise
+                    return False
+
+        _xdp_links = _in_netns(None, try_link)
+    return _xdp_links
+
+
+# --- the records of netlink attachments ---------------------------------------------------------
+
 def _save(record: XdpRecord) -> None:
-    RECORDS.mkdir(parents=True, exist_ok=True)
-    tmp = record.path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record)))
-    tmp.replace(record.path)
+    rundir.write(RECORDS, record.path.name, json.dumps(asdict(record)).encode())
 
 
-def _detach(record: XdpRecord) -> bool:
-    """Detach ``record``'s program if the interface still runs it; forget the record. True if detached."""
+def _netns_fd(inode: int) -> int | None:
+    """An fd of the network namespace with this inode: a name under /run/netns, or any process
+    in it; None when nothing holds it any more (and so it is gone, with its interfaces)."""
+    candidates = [*Path("/run/netns").glob("*")] if Path("/run/netns").is_dir() else []
+    candidates += Path("/proc").glob("[0-9]*/ns/net")
+    for path in candidates:
+        try:
+            if os.stat(path).st_ino == inode:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+    return None
+
+
+def _detach_here(record: XdpRecord) -> bool:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
-    detached = False
+    with IPRoute() as ipr:
+        try:
+            prog_id, mode = current(ipr, record.ifindex)
+        except NetlinkError:  # the interface is gone, and the program with it
+            return False
+        if prog_id and prog_id == record.prog_id:
+            _set(ipr, record.ifindex, -1, MODES.get(mode or record.mode, 0))
+            return True
+    return False
+
+
+def _detach(record: XdpRecord) -> bool:
+    """Detach ``record``'s program if its interface still runs it, in whichever network namespace
+    the record is from; forget the record. True if a program was detached."""
     if record.netns == _netns():
-        with IPRoute() as ipr:
-            try:
-                prog_id, mode = current(ipr, record.ifindex)
-            except NetlinkError:  # the interface is gone, and the program with it
-                prog_id, mode = 0, None
-            if prog_id and prog_id == record.prog_id:
-                _set(ipr, record.ifindex, -1, MODES.get(mode or record.mode, 0))
-                detached = True
+        detached = _detach_here(record)
     else:
-        log.warning("XDP record %s is for another network namespace; leaving it", record.path)
-        return False
+        fd = _netns_fd(record.netns)
+        detached = False
+        if fd is not None:  # else the namespace is gone, and its interfaces with it
+            try:
+                detached = _in_netns(fd, lambda: _detach_here(record))
+            finally:
+                os.close(fd)
     record.path.unlink(missing_ok=True)
     return detached
 
 
 def records() -> list[XdpRecord]:
     out = []
-    for path in sorted(RECORDS.glob("*.json")) if RECORDS.is_dir() else ():
+    for name, data in rundir.read_all(RECORDS, ".json"):
         try:
-            out.append(XdpRecord(**json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError):
-            log.warning("unreadable XDP record %s: removing it", path)
-            path.unlink(missing_ok=True)
+            out.append(XdpRecord(**json.loads(data)))
+        except (ValueError, TypeError):
+            log.warning("unreadable XDP record %s: removing it", RECORDS / name)
+            (RECORDS / name).unlink(missing_ok=True)
     return out
 
 
-def detach_stale(everything: bool = False) -> list[XdpRecord]:
-    """Detach what netprof attached and whose owning process is gone (``everything``: also live
-    ones). Returns the records whose program was detached."""
+def owner_alive(record: XdpRecord) -> bool:
+    return bool(record.pid_start) and _start_time(record.pid) == record.pid_start
+
+
+def detach_stale(everything: bool = False, interfaces: Iterable[str] | None = None) -> list[XdpRecord]:
+    """Detach what netprof attached over netlink and whose owning process is gone
+    (``everything``: also live ones), on every interface or only on ``interfaces`` (names).
+    Returns the records whose program was detached."""
+    only = set(interfaces) if interfaces is not None else None
     done = []
     for record in records():
-        alive = record.pid_start and _start_time(record.pid) == record.pid_start
-        if alive and not everything:
+        if only is not None and record.ifname not in only:
+            continue
+        if owner_alive(record) and not everything:
             continue
         if _detach(record):
             done.append(record)

@@ -169,13 +169,36 @@ def test_missing_map_is_an_asm_error():
 
 # --- attach -----------------------------------------------------------------------------------
 
-def test_tracepoint_counts_real_events(counts):
+@pytest.mark.parametrize("method", ["bpf_link", "ioctl"])
+def test_tracepoint_counts_real_events(counts, method):
     program = Program(only_pid(os.getpid(), "out"), count_into("counts"), Label("out"), Return(0))
     with load(program, ProgType.TRACEPOINT, name="nptest_tp", maps={"counts": counts}) as prog:
-        with attach.attach_tracepoint(prog, "syscalls:sys_enter_getpid"):
+        with attach.attach_tracepoint(prog, "syscalls:sys_enter_getpid", method=method) as link:
+            assert link.via == method
             for _ in range(1000):
                 os.getpid()
     assert counts[0] == 1000
+
+
+def test_a_bpf_cookie_reaches_the_program(counts):
+    """One program on two events, told apart by the cookie each link carries."""
+    program = Program(
+        Mov(R6, R1),
+        only_pid(os.getpid(), "out"),
+        Mov(R1, R6), Call(Helper.get_attach_cookie), Mov(R7, R0),
+        Store(FP, -4, 0, U32), LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, -4),
+        Call(Helper.map_lookup_elem), JEq(R0, 0, "out"), AtomicAdd(R0, 0, R7),
+        Label("out"), Return(0))
+    with load(program, ProgType.TRACEPOINT, name="nptest_cookie", maps={"counts": counts}) as prog:
+        with attach.attach_tracepoint(prog, "syscalls:sys_enter_getpid", cookie=1), \
+                attach.attach_tracepoint(prog, "syscalls:sys_enter_getppid", cookie=1000):
+            for _ in range(30):
+                os.getpid()
+            for _ in range(7):
+                os.getppid()
+        with pytest.raises(ValueError, match="cookie needs a bpf_link"):
+            attach.attach_tracepoint(prog, "syscalls:sys_enter_getpid", method="ioctl", cookie=5)
+    assert counts[0] == 30 * 1 + 7 * 1000
 
 
 def test_raw_tracepoint_counts_real_events(counts):
@@ -199,7 +222,8 @@ def test_unknown_tracepoint_is_a_clear_error(counts):
             attach.attach_tracepoint(prog, "net:no_such_event")
 
 
-def test_uprobe_and_uretprobe_count_calls_and_read_registers(target_program, counts):
+@pytest.mark.parametrize("method", ["bpf_link", "ioctl"])
+def test_uprobe_and_uretprobe_count_calls_and_read_registers(target_program, counts, method):
     btf = vmlinux()
     arg0 = btf.member_offset("struct pt_regs", "di")
     ret = btf.member_offset("struct pt_regs", "ax")
@@ -214,8 +238,8 @@ def test_uprobe_and_uretprobe_count_calls_and_read_registers(target_program, cou
     entry, exit_ = count_and_sum(arg0, 0, 2), count_and_sum(ret, 1, 3)
     with load(entry, ProgType.KPROBE, name="nptest_up", maps={"counts": counts}) as p1, \
             load(exit_, ProgType.KPROBE, name="nptest_uret", maps={"counts": counts}) as p2:
-        with attach.attach_uprobe(p1, target.path, target.offset), \
-                attach.attach_uprobe(p2, target.path, target.offset, ret=True):
+        with attach.attach_uprobe(p1, target.path, target.offset, method=method), \
+                attach.attach_uprobe(p2, target.path, target.offset, ret=True, method=method):
             out = subprocess.run([str(target_program), "2000"], capture_output=True, text=True, check=True)
     n = 2000
     assert counts[0] == n and counts[1] == n
@@ -235,7 +259,8 @@ def test_uprobe_for_one_pid_only(target_program, counts):
     assert counts[0] == 300
 
 
-def test_kprobe_attaches_where_the_kernel_has_kprobes_and_says_why_not_here(counts):
+@pytest.mark.parametrize("method", ["bpf_link", "ioctl"])
+def test_kprobe_attaches_where_the_kernel_has_kprobes_and_says_why_not_here(counts, method):
     have = features().has("kprobe")
     with load(Program(only_pid(os.getpid(), "out"), count_into("counts"), Label("out"), Return(0)),
               ProgType.KPROBE, name="nptest_kp", maps={"counts": counts}) as prog:
@@ -245,7 +270,8 @@ def test_kprobe_attaches_where_the_kernel_has_kprobes_and_says_why_not_here(coun
                     attach.attach_kprobe(prog, "__x64_sys_getpid", ret=ret)
                 assert info.value.errno == errno.EOPNOTSUPP
                 continue
-            with attach.attach_kprobe(prog, "__x64_sys_getpid", ret=ret):
+            with attach.attach_kprobe(prog, "__x64_sys_getpid", ret=ret, method=method) as link:
+                assert link.via == method
                 for _ in range(200):
                     os.getpid()
         if have:
@@ -550,6 +576,7 @@ def test_features_are_probed_cached_and_printed(tmp_path):
     has_kprobes = attach.kprobe_available() is not None
     assert found["attach"]["kprobe"].startswith("yes" if has_kprobes else "no: this kernel has no kprobes")
     assert found["map_types"]["ringbuf"] and found["prog_types"]["xdp"]
+    assert found["attach"]["perf_event_link"].startswith("yes") and found["attach"]["xdp_link"].startswith("yes")
     assert "bpf_ringbuf_output" in found["helpers"]["tracepoint"]
     assert "bpf_xdp_adjust_head" not in found["helpers"]["tracepoint"]
     assert list(tmp_path.glob("features-*.json"))

@@ -117,6 +117,28 @@ def probe_attach() -> dict[str, str]:
     out["raw_tracepoint"] = "yes" if _trivial(ProgType.RAW_TRACEPOINT) is None else "no"
     out["fentry"] = probe_fentry()
     out["xdp"] = "yes" if _trivial(ProgType.XDP) is None else "no"
+    out.update(probe_links())
+    return out
+
+
+def probe_links() -> dict[str, str]:
+    """How attachments are made here: bpf_links (they die with netprof, and carry BPF cookies)
+    or the older ioctl and netlink paths."""
+    from . import xdp
+
+    out = {}
+    try:
+        with load(Program(Mov(R0, 0), Exit()), ProgType.TRACEPOINT, name="np_probe") as prog, \
+                attach.attach_tracepoint(prog, "net:netif_receive_skb", method="bpf_link"):
+            out["perf_event_link"] = "yes (tracepoints, kprobes and uprobes attach as bpf_links, with cookies)"
+    except (BpfError, ValueError) as err:
+        out["perf_event_link"] = f"no: PERF_EVENT_IOC_SET_BPF instead ({str(err).split(': ', 1)[-1]})"
+    try:
+        supported = xdp.xdp_links_supported()
+        out["xdp_link"] = ("yes (XDP attaches as a bpf_link; --xdp-attach netlink for the old way)" if supported
+                           else "no: XDP attaches over netlink, recorded in /run/netprof/xdp for netprof detach")
+    except OSError as err:
+        out["xdp_link"] = f"could not tell: {err}"
     return out
 
 

@@ -1,13 +1,18 @@
-"""Capabilities, not uid 0: what this process holds (CapEff), and how a lack of it reads."""
+"""Capabilities, not uid 0: what this process holds (CapEff), how a lack of it reads, and the
+three answers of a feature probe (supported, not supported, could not tell)."""
 
 from __future__ import annotations
 
+import errno
+import json
 from pathlib import Path
 
 import pytest
 
-from netprof.loader import privileges
+from netprof.loader import features, privileges
+from netprof.loader.features import Features, Finding, Support
 from netprof.loader.privileges import Cap, Need
+from netprof.loader.syscall import BpfError
 
 
 def status_file(tmp_path: Path, *caps: Cap) -> Path:
@@ -44,3 +49,39 @@ def test_require_is_one_line_naming_each_capability_and_what_for():
     assert "\n" not in message
     assert "CAP_BPF (maps) and CAP_NET_ADMIN (XDP on lo)" in message and "root" in message
     privileges.require([Need(Cap.BPF, "maps")], frozenset({Cap.BPF}))
+
+
+# --- three answers --------------------------------------------------------------------------------
+
+def test_a_refused_probe_could_not_tell_unless_every_privilege_was_there():
+    refused = BpfError(errno.EPERM, "load xdp program 'np_probe': Operation not permitted")
+    unknown = features.judge(refused, (Cap.BPF, Cap.NET_ADMIN), held=frozenset({Cap.BPF}))
+    assert unknown.support is Support.UNKNOWN
+    assert str(unknown) == "could not tell (not permitted: run as root or with CAP_NET_ADMIN)"
+    assert features.judge(refused, (Cap.BPF,), held=frozenset({Cap.BPF})).support is Support.NOT_SUPPORTED
+    invalid = BpfError(errno.EINVAL, "load xdp program 'np_probe': Invalid argument")
+    assert features.judge(invalid, (Cap.BPF,), held=frozenset()) == Finding.no("Invalid argument")
+    out_of_memory = BpfError(errno.ENOMEM, "create map: Cannot allocate memory")
+    assert features.judge(out_of_memory, (Cap.BPF,), held=frozenset({Cap.BPF})).support is Support.UNKNOWN
+
+
+def sample(*unknown: str) -> Features:
+    found = Features(kernel="6.18", prog_types={"xdp": Finding.yes(), "tracing": Finding.no("EPERM even to root")},
+                     map_types={"ringbuf": Finding.yes()}, attach={"uprobe": Finding.yes("pmu")},
+                     helpers={"xdp": ["bpf_ktime_get_ns"]})
+    for name in unknown:
+        found.prog_types[name] = Finding.unknown("not permitted: run as root or with CAP_BPF")
+    return found
+
+
+def test_features_json_carries_the_three_states_and_only_settled_results_are_cacheable():
+    data = json.loads(json.dumps(sample("kprobe").to_json()))
+    assert data["prog_types"]["xdp"] == {"state": "supported", "detail": ""}
+    assert data["prog_types"]["tracing"]["state"] == "not supported"
+    assert data["prog_types"]["kprobe"]["state"] == "could not tell"
+    assert Features.from_json(data) == sample("kprobe")
+    assert sample().settled and not sample("kprobe").settled
+    assert sample().has("uprobe") and not sample().has("kprobe")
+    with pytest.raises(ValueError):  # a cache of the old format (booleans) is probed again
+        Features.from_json({"kernel": "6.18", "prog_types": {"xdp": True}, "map_types": {}, "attach": {},
+                            "helpers": {}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -118,14 +119,20 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
-    from .loader.syscall import BpfError
-    from .loader.xdp import detach_stale, records
+    from pyroute2.netlink.exceptions import NetlinkError
 
+    from .loader.syscall import BpfError
+    from .loader.xdp import detach_needs, detach_stale, records
+
+    _require(detach_needs())
     try:
         before = records()
         done = detach_stale(everything=args.all)
     except (BpfError, OSError) as err:
         raise UsageError(f"detach: {err}") from None
+    except NetlinkError as err:
+        advice = " (needs CAP_NET_ADMIN)" if err.code == errno.EPERM else ""
+        raise UsageError(f"detach: {os.strerror(err.code)}{advice}") from None
     for record in done:
         print(f"detached XDP program {record.prog_id} from {record.ifname} (attached by pid {record.pid})")
     kept = [r for r in before if r not in done and r.path.exists()]
@@ -477,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probe again instead of using this boot's cache (needs CAP_BPF; only root rewrites the cache)")
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("detach", help="remove XDP programs left attached by a netprof that was killed")
+    p = sub.add_parser("detach", help="remove XDP programs left attached by a netprof that was killed "
+                                      "(needs CAP_NET_ADMIN)")
     p.add_argument("--all", action="store_true", help="also those of netprof processes still running")
     p.set_defaults(func=cmd_detach)
     return parser

@@ -1,18 +1,22 @@
-"""Capabilities, not uid 0: what this process holds (CapEff), how a lack of it reads, and the
-three answers of a feature probe (supported, not supported, could not tell)."""
+"""Capabilities, not uid 0: what this process holds (CapEff), what each capture needs and how a
+lack of it reads, and the three answers of a feature probe (supported, not supported, could not tell)."""
 
 from __future__ import annotations
 
 import errno
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from netprof.loader import features, privileges
+from netprof.loader import attach, features, privileges, xdp
 from netprof.loader.features import Features, Finding, Support
 from netprof.loader.privileges import Cap, Need
 from netprof.loader.syscall import BpfError
+from netprof.session import Session, SessionError
+
+NOWHERE = "/nonexistent-folder/x.trace"  # a capture that gets past the privilege check stops here
 
 
 def status_file(tmp_path: Path, *caps: Cap) -> Path:
@@ -85,3 +89,27 @@ def test_features_json_carries_the_three_states_and_only_settled_results_are_cac
     with pytest.raises(ValueError):  # a cache of the old format (booleans) is probed again
         Features.from_json({"kernel": "6.18", "prog_types": {"xdp": True}, "map_types": {}, "attach": {},
                             "helpers": {}})
+
+
+def test_attach_names_the_capabilities_the_capture_lacks_before_anything_else(monkeypatch):
+    monkeypatch.setattr(privileges, "effective", lambda *a: frozenset({Cap.BPF, Cap.PERFMON}))
+    monkeypatch.setattr(attach, "tracefs_needs", lambda: [Need(Cap.DAC_READ_SEARCH, "reading tracefs")],
+                        raising=False)
+    with pytest.raises(SessionError) as caught:
+        with Session(net=True, output=NOWHERE):
+            pass
+    assert re.findall(r"CAP_\w+", str(caught.value)) == ["CAP_DAC_READ_SEARCH"]
+
+
+def test_a_captures_needs_follow_what_it_asks_for(monkeypatch):
+    monkeypatch.setattr(attach, "tracefs_needs", lambda: [])
+    monkeypatch.setattr(attach, "uprobes_permitted", lambda: False)
+    monkeypatch.setattr(xdp, "_may_write", lambda folder: False)
+
+    def caps(**asked):
+        return {need.cap for need in Session(**asked).needs()}
+
+    assert caps(memory=True) == {Cap.BPF}
+    assert caps(net=True) == caps(throughput=True) == caps(tracepoints=["net:netif_rx"]) == {Cap.BPF, Cap.PERFMON}
+    assert caps(user=["/bin/true:main"]) == {Cap.BPF, Cap.PERFMON, Cap.SYS_ADMIN}
+    assert caps(xdp=["lo"]) == {Cap.BPF, Cap.NET_ADMIN, Cap.DAC_OVERRIDE}

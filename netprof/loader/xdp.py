@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing
 from .syscall import BpfError
@@ -49,6 +50,30 @@ class XdpRecord:
     @property
     def path(self) -> Path:
         return RECORDS / f"{self.netns}-{self.ifindex}.json"
+
+
+def _may_write(folder: Path) -> bool:
+    """Whether this process, its capabilities included, may create files in ``folder`` (or, while
+    it is missing, in the nearest folder above it, to make it)."""
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK, effective_ids=True)
+
+
+def attach_needs(ifname: str) -> list[Need]:
+    """The capabilities attaching XDP to ``ifname`` needs (measured: privileges.py)."""
+    needs = [Need(Cap.BPF, "maps and ring buffers"), Need(Cap.NET_ADMIN, f"XDP on {ifname}")]
+    if not _may_write(RECORDS):
+        needs.append(Need(Cap.DAC_OVERRIDE, f"recording the XDP attachment in {RECORDS}"))
+    return needs
+
+
+def detach_needs() -> list[Need]:
+    """The capabilities ``detach_stale()`` needs: set links over netlink, remove the records."""
+    needs = [Need(Cap.NET_ADMIN, "detaching XDP programs")]
+    if os.path.isdir(RECORDS) and not _may_write(RECORDS):
+        needs.append(Need(Cap.DAC_OVERRIDE, f"removing the records in {RECORDS}"))
+    return needs
 
 
 def _netns() -> int:
@@ -169,7 +194,12 @@ def _detach(record: XdpRecord) -> bool:
             except NetlinkError:  # the interface is gone, and the program with it
                 prog_id, mode = 0, None
             if prog_id and prog_id == record.prog_id:
-                _set(ipr, record.ifindex, -1, MODES.get(mode or record.mode, 0))
+                try:
+                    _set(ipr, record.ifindex, -1, MODES.get(mode or record.mode, 0))
+                except NetlinkError as err:
+                    advice = f" (needs {Cap.NET_ADMIN})" if err.code == errno.EPERM else ""
+                    raise BpfError(err.code, f"detach XDP program {record.prog_id} from {record.ifname}: "
+                                             f"{os.strerror(err.code)}{advice}") from None
                 detached = True
     else:
         log.warning("XDP record %s is for another network namespace; leaving it", record.path)

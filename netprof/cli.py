@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -86,34 +87,54 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require(needs: list, instead: str = "") -> None:
+    """One line naming every capability of ``needs`` this process lacks (and what else to do)."""
+    from .loader.privileges import PrivilegeError, require
+
+    try:
+        require(needs)
+    except PrivilegeError as err:
+        raise UsageError(f"{err}{instead}") from None
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     from .loader.features import features, format_table
+    from .loader.privileges import Cap, Need
     from .loader.syscall import BpfError
 
+    if args.refresh:
+        _require([Need(Cap.BPF, "test loads of programs and maps")],
+                 "; without --refresh it shows root's cache, or what it can tell without privileges")
     try:
         found = features(refresh=args.refresh)
     except BpfError as err:
         raise UsageError(str(err)) from None
     if args.json:
-        import dataclasses
         import json
 
-        print(json.dumps(dataclasses.asdict(found), indent=2))
+        print(json.dumps(found.to_json(), indent=2))
     else:
         print(format_table(found))
     return 0
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
-    from .loader.rundir import UntrustedFolder
-    from .loader.syscall import BpfError
-    from .loader.xdp import detach_stale, owner_alive, records
+    from pyroute2.netlink.exceptions import NetlinkError
 
+    from .loader.rundir import UntrustedFolder
+
+    from .loader.syscall import BpfError
+    from .loader.xdp import detach_needs, detach_stale, owner_alive, records
+
+    _require(detach_needs())
     try:
         before = records()
         done = detach_stale(everything=args.all)
     except (BpfError, UntrustedFolder) as err:
         raise UsageError(f"detach: {err}") from None
+    except NetlinkError as err:
+        advice = " (needs CAP_NET_ADMIN)" if err.code == errno.EPERM else ""
+        raise UsageError(f"detach: {os.strerror(err.code)}{advice}") from None
     for record in done:
         print(f"detached XDP program {record.prog_id} from {record.ifname} (attached by pid {record.pid})")
     for record in before:
@@ -471,10 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="what this kernel supports: attach mechanisms, program and map types")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--refresh", action="store_true", help="probe again instead of using this boot's cache")
+    p.add_argument("--refresh", action="store_true",
+                   help="probe again instead of using this boot's cache (needs CAP_BPF; only root rewrites the cache)")
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("detach", help="remove XDP programs left attached by a netprof that was killed")
+    p = sub.add_parser("detach", help="remove XDP programs left attached by a netprof that was killed "
+                                      "(needs CAP_NET_ADMIN)")
     p.add_argument("--all", action="store_true", help="also those of netprof processes still running")
     p.set_defaults(func=cmd_detach)
     return parser

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .loader import attach, elf
+from .loader import attach, elf, privileges
 from .loader.maps import Map
+from .loader.privileges import Cap, Need
 from .loader.program import load
 from .loader.ringbuf import RingBuffer
 from .loader.syscall import AttachType, BpfError, MapType, ProgType
+from .loader.xdp import attach_needs as xdp_attach_needs
 from .probes import layout, packets, spans
 from .probes.layout import ENTRY, EXIT, RX, TX
 from . import outfile
@@ -208,11 +210,31 @@ class Session:
             probe = self._add(f"xdp:{ifname}", "xdp", "xdp", ifname)
             self._plan.append(("xdp", probe, ifname))
 
+    # --- privileges: the capabilities asked for, not uid 0 ----------------------------------------
+
+    def needs(self) -> list[Need]:
+        """The capabilities this capture needs (measured: netprof/loader/privileges.py)."""
+        needs = [Need(Cap.BPF, "maps and ring buffers")]
+        if self.kernel:
+            needs.append(Need(Cap.PERFMON, "kernel functions"))
+        if self.net or self.tracepoints or self.throughput:
+            needs.append(Need(Cap.PERFMON, "tracepoints"))
+            needs += attach.tracefs_needs()
+        if self.user:
+            needs.append(Need(Cap.PERFMON, "uprobes"))
+            if not attach.uprobes_permitted():
+                needs.append(Need(Cap.SYS_ADMIN, "uprobes"))
+        for ifname in self.xdp:
+            needs += xdp_attach_needs(ifname, self.xdp_attach)
+        return needs
+
     # --- setup ------------------------------------------------------------------------------------
 
     def __enter__(self) -> Session:
-        if os.geteuid() != 0:
-            raise SessionError("needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo")
+        try:
+            privileges.require(self.needs())
+        except privileges.PrivilegeError as err:
+            raise SessionError(str(err)) from None
         try:  # before anything is attached
             outfile.check_target(self.output)
         except outfile.OutputError as err:

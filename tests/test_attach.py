@@ -329,5 +329,6 @@ def test_not_root_is_one_line_and_exit_2(tmp_path):
         err = f.read()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 2
-    assert err.strip().splitlines() == ["netprof attach: needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): "
-                                        "run it with sudo"]
+    assert err.strip().splitlines() == ["netprof attach: not permitted: needs CAP_BPF (maps and ring buffers), "
+                                        "CAP_PERFMON (tracepoints) and CAP_DAC_READ_SEARCH (reading tracefs): "
+                                        "run it as root (sudo), or give it those capabilities"]

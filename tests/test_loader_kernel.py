@@ -572,11 +572,14 @@ def test_features_are_probed_cached_and_printed(tmp_path):
                             text=True, env=env, check=True)
     found = json.loads(result.stdout)
     assert found["kernel"] == os.uname().release
-    assert found["attach"]["tracepoint"] == "yes" and found["attach"]["uprobe"].startswith("yes")
-    has_kprobes = attach.kprobe_available() is not None
-    assert found["attach"]["kprobe"].startswith("yes" if has_kprobes else "no: this kernel has no kprobes")
-    assert found["map_types"]["ringbuf"] and found["prog_types"]["xdp"]
-    assert found["attach"]["perf_event_link"].startswith("yes") and found["attach"]["xdp_link"].startswith("yes")
+    assert found["attach"]["tracepoint"]["state"] == found["attach"]["uprobe"]["state"] == "supported"
+    if attach.kprobe_available() is not None:
+        assert found["attach"]["kprobe"]["state"] == "supported"
+    else:
+        assert found["attach"]["kprobe"] == {"state": "not supported",
+                                             "detail": "this kernel has no kprobes (CONFIG_KPROBES unset)"}
+    assert found["map_types"]["ringbuf"]["state"] == found["prog_types"]["xdp"]["state"] == "supported"
+    assert found["attach"]["perf_event_link"]["state"] == found["attach"]["xdp_link"]["state"] == "supported"
     assert "bpf_ringbuf_output" in found["helpers"]["tracepoint"]
     assert "bpf_xdp_adjust_head" not in found["helpers"]["tracepoint"]
     assert list(tmp_path.glob("features-*.json"))

@@ -15,10 +15,12 @@ import errno
 import itertools
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import perf, syscall
+from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing, FdOwner
 from .syscall import BpfError, ProgType
@@ -71,10 +73,16 @@ class PerfLink(Link):
 # --- tracefs ----------------------------------------------------------------------------------
 
 def tracefs() -> Path:
-    """The tracefs mount point, mounting it at /sys/kernel/tracing if nothing is mounted."""
+    """The tracefs mount point, mounting it at /sys/kernel/tracing if nothing is mounted. BpfError
+    EACCES when it is mounted but this process may not read it (it is often root's alone, 0700)."""
     for path in _TRACEFS_CANDIDATES:
-        if (path / "events").is_dir():
-            return path
+        try:
+            if stat.S_ISDIR(os.stat(path / "events").st_mode):
+                return path
+        except PermissionError:
+            raise _not_readable(path) from None
+        except OSError:
+            continue
     target = _TRACEFS_CANDIDATES[0]
     if _libc.mount(b"tracefs", str(target).encode(), b"tracefs", 0, None) != 0:
         err = ctypes.get_errno()
@@ -83,13 +91,37 @@ def tracefs() -> Path:
     return target
 
 
+def _not_readable(path: Path) -> BpfError:
+    return BpfError(errno.EACCES, f"read {path}: permission denied (tracefs is root's here: it needs root, "
+                                  f"or {Cap.DAC_READ_SEARCH})")
+
+
+def tracefs_needs() -> list[Need]:
+    """What this process lacks to read tracepoints: nothing, or the capability to read tracefs
+    (root's alone, 0700, on many systems) or to mount it."""
+    try:
+        tracefs()
+    except BpfError as err:
+        if err.errno == errno.EACCES:
+            return [Need(Cap.DAC_READ_SEARCH, "reading tracefs")]
+        if err.errno == errno.EPERM:
+            return [Need(Cap.SYS_ADMIN, "mounting tracefs")]
+    return []
+
+
+def _read_tracefs(path: Path, missing: str) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise BpfError(errno.ENOENT, missing) from None
+    except PermissionError:
+        raise _not_readable(path) from None
+
+
 def tracepoint_id(category: str, name: str) -> int:
     path = tracefs() / "events" / category / name / "id"
-    try:
-        return int(path.read_text())
-    except FileNotFoundError:
-        raise BpfError(errno.ENOENT, f"no tracepoint {category}:{name} (not in {path.parent.parent}; "
-                                     f"list them with: ls {tracefs()}/events/{category})") from None
+    return int(_read_tracefs(path, f"no tracepoint {category}:{name} (not in {path.parent.parent}; "
+                                   f"list them with: ls {path.parent.parent})"))
 
 
 @dataclass(frozen=True)
@@ -102,10 +134,7 @@ class TracepointField:
 def tracepoint_format(category: str, name: str) -> dict[str, TracepointField]:
     """The fields of a tracepoint's record (its tracefs ``format`` file), by name."""
     path = tracefs() / "events" / category / name / "format"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BpfError(errno.ENOENT, f"no tracepoint {category}:{name} (no {path})") from None
+    text = _read_tracefs(path, f"no tracepoint {category}:{name} (no {path})")
     fields = {}
     for match in _FORMAT_FIELD.finditer(text):
         declaration, offset, size, signed = match.groups()
@@ -202,18 +231,16 @@ def attach_raw_tracepoint(prog: BpfProgram, name: str) -> FdLink:
 
 
 def kprobe_available() -> str | None:
-    """How this kernel can attach kprobes: "pmu", "tracefs", or None when it has no kprobes."""
+    """How this kernel can attach kprobes: "pmu", "tracefs", or None when it has no kprobes.
+    BpfError EACCES when only tracefs could tell, and this process may not read it."""
     if perf.pmu_type("kprobe") is not None:
         return "pmu"
-    for path in _TRACEFS_CANDIDATES:
-        if (path / "kprobe_events").exists():
-            return "tracefs"
     try:
-        if (tracefs() / "kprobe_events").exists():
-            return "tracefs"
-    except BpfError:
-        pass
-    return None
+        return "tracefs" if (tracefs() / "kprobe_events").exists() else None
+    except BpfError as err:
+        if err.errno == errno.EACCES:
+            raise
+        return None
 
 
 def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = False, method: str = "auto",
@@ -276,6 +303,22 @@ def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, p
     if ret:
         attr.config |= 1 << perf.retprobe_bit("uprobe")
     return _perf_link(prog, attr, what, description, pid=pid, method=method, cookie=cookie)
+
+
+def uprobes_permitted() -> bool:
+    """Whether the kernel lets this process create uprobes (CAP_SYS_ADMIN since Linux 6.16 and its
+    stable lines, CAP_PERFMON before). Asked with a uprobe on a path that does not exist: the
+    kernel checks the privilege (EACCES) before it looks the path up (ENOENT), so nothing is made."""
+    pmu = perf.pmu_type("uprobe")
+    if pmu is None:
+        return True  # tracefs' uprobe_events: writing it says what is wrong
+    nowhere = ctypes.create_string_buffer(b"/nonexistent/netprof-uprobe-permission-trial")
+    attr = perf.PerfEventAttr(type=pmu, config1=ctypes.addressof(nowhere))
+    try:
+        os.close(perf.perf_event_open(attr, 0, -1, "uprobe permission trial"))
+    except BpfError as err:
+        return err.errno != errno.EACCES
+    return True
 
 
 def attach_tracing(prog: BpfProgram) -> FdLink:

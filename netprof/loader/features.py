@@ -1,24 +1,35 @@
 """What this kernel accepts, found by trying tiny loads (as ``bpftool feature probe`` does),
 cached per boot: program types, map types, attach mechanisms and helpers.
 
-Never by version number: distribution kernels backport and disable features freely.
+Never by version number: distribution kernels backport and disable features freely. Each probe
+has three answers, as in cilium/ebpf's internal/feature: supported, not supported, or could not
+tell (the probe itself was refused: EPERM or EACCES while this process lacks a capability the
+probe needs). "Could not tell" is never cached, and only root writes the cache, in a folder that
+is root's alone (rundir.py); other users read root's cache, or probe what they may and cache
+nothing (a probe takes about 0.1 s, and a second, per-user copy would only go stale).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from ..asm import Call, Exit, Helper, Mov, Program, R0
-from . import attach, perf
+from . import attach, perf, privileges, rundir
 from .maps import Map
+from .privileges import Cap, Need
 from .program import VerifierError, load
 from .syscall import ENOTSUPP, AttachType, BpfError, MapType, ProgType
 
-CACHE_DIR = Path(os.environ.get("NETPROF_RUN_DIR", "/run/netprof"))
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 2  # 1: bare booleans and "yes"/"no: why" strings, with no "could not tell"
 
 PROG_TYPES = [ProgType.SOCKET_FILTER, ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
               ProgType.XDP, ProgType.SCHED_CLS, ProgType.PERF_EVENT, ProgType.TRACING]
@@ -33,95 +44,203 @@ HELPERS = [Helper.ktime_get_ns, Helper.ktime_get_boot_ns, Helper.get_smp_process
            Helper.loop]
 HELPER_PROG_TYPES = [ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT, ProgType.XDP]
 
+# What the kernel asks before it will load a program of each type (measured: privileges.py).
+_MAPS_NEED = (Cap.BPF,)
+_PROG_NEEDS = {ProgType.SOCKET_FILTER: (Cap.BPF,), ProgType.XDP: (Cap.BPF, Cap.NET_ADMIN),
+               ProgType.SCHED_CLS: (Cap.BPF, Cap.NET_ADMIN)}
+_TRACING_NEED = (Cap.BPF, Cap.PERFMON)  # kprobe, tracepoint, raw tracepoint, perf_event, tracing
+
+
+class Support(Enum):
+    SUPPORTED = "supported"
+    NOT_SUPPORTED = "not supported"
+    UNKNOWN = "could not tell"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One probe's answer, and ``detail``: how (supported), why not, or what stopped the probe."""
+
+    support: Support
+    detail: str = ""
+
+    @classmethod
+    def yes(cls, how: str = "") -> Finding:
+        return cls(Support.SUPPORTED, how)
+
+    @classmethod
+    def no(cls, why: str = "") -> Finding:
+        return cls(Support.NOT_SUPPORTED, why)
+
+    @classmethod
+    def unknown(cls, why: str) -> Finding:
+        return cls(Support.UNKNOWN, why)
+
+    def __bool__(self) -> bool:
+        return self.support is Support.SUPPORTED
+
+    def __str__(self) -> str:
+        if self.support is Support.SUPPORTED:
+            return f"yes ({self.detail})" if self.detail else "yes"
+        if self.support is Support.NOT_SUPPORTED:
+            return f"no: {self.detail}" if self.detail else "no"
+        return f"could not tell ({self.detail})"
+
+    def to_json(self) -> dict[str, str]:
+        return {"state": self.support.value, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> Finding:
+        return cls(Support(data["state"]), str(data.get("detail", "")))
+
 
 @dataclass
 class Features:
     kernel: str
-    prog_types: dict[str, bool] = field(default_factory=dict)
-    map_types: dict[str, bool] = field(default_factory=dict)
-    attach: dict[str, str] = field(default_factory=dict)  # mechanism -> "yes" or why not
+    prog_types: dict[str, Finding] = field(default_factory=dict)
+    map_types: dict[str, Finding] = field(default_factory=dict)
+    attach: dict[str, Finding] = field(default_factory=dict)
     helpers: dict[str, list[str]] = field(default_factory=dict)  # prog type -> helpers it may call
 
     def has(self, mechanism: str) -> bool:
-        return self.attach.get(mechanism, "").startswith("yes")
+        return bool(self.attach.get(mechanism))
+
+    def findings(self) -> Iterable[Finding]:
+        for group in (self.prog_types, self.map_types, self.attach):
+            yield from group.values()
+
+    @property
+    def settled(self) -> bool:
+        """Every probe gave a definite answer: the only kind of result that may be cached."""
+        return all(f.support is not Support.UNKNOWN for f in self.findings())
+
+    def to_json(self) -> dict:
+        groups = {name: {key: f.to_json() for key, f in getattr(self, name).items()}
+                  for name in ("prog_types", "map_types", "attach")}
+        return {"format": CACHE_FORMAT, "kernel": self.kernel, **groups, "helpers": self.helpers}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Features:
+        if data.get("format") != CACHE_FORMAT:
+            raise ValueError(f"feature cache format {data.get('format')!r}, not {CACHE_FORMAT}")
+        groups = {name: {key: Finding.from_json(f) for key, f in data[name].items()}
+                  for name in ("prog_types", "map_types", "attach")}
+        return cls(kernel=data["kernel"], **groups, helpers=dict(data["helpers"]))
+
+
+def judge(err: OSError, needs: Iterable[Cap], why: str | None = None,
+          held: frozenset[Cap] | None = None) -> Finding:
+    """What a failed probe tells: a refusal (EPERM, EACCES) while this process lacks one of
+    ``needs`` tells nothing; one with every privilege the probe needs is the kernel's answer, and so
+    is "invalid" or "not supported"; anything else (out of memory, ...) tells nothing either."""
+    why = why if why is not None else str(err).split(": ", 1)[-1]
+    if err.errno in (errno.EPERM, errno.EACCES):
+        refused = privileges.not_permitted((Need(cap, "probe") for cap in needs), held)
+        return Finding.unknown(refused) if refused else Finding.no(why)
+    if err.errno in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, ENOTSUPP):
+        return Finding.no(why)
+    return Finding.unknown(why)
 
 
 def _boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
-def _trivial(prog_type: ProgType, **kwargs) -> str | None:
-    """None if ``r0 = 0; exit`` loads as ``prog_type``, else why not."""
+def _prog_needs(prog_type: ProgType) -> tuple[Cap, ...]:
+    return _PROG_NEEDS.get(prog_type, _TRACING_NEED)
+
+
+def _trivial(prog_type: ProgType, **kwargs) -> Finding:
+    """Whether ``r0 = 0; exit`` loads as ``prog_type``."""
     try:
         load(Program(Mov(R0, 0), Exit()), prog_type, name="np_probe", **kwargs).close()
-        return None
-    except (BpfError, ValueError) as err:
-        return str(err).split(": ", 1)[-1]
+    except BpfError as err:
+        return judge(err, _prog_needs(prog_type))
+    except ValueError as err:
+        return Finding.no(str(err))
+    return Finding.yes()
 
 
-def probe_prog_types() -> dict[str, bool]:
+def probe_prog_types() -> dict[str, Finding]:
     out = {}
     for prog_type in PROG_TYPES:
         if prog_type == ProgType.TRACING:
-            out[prog_type.name.lower()] = probe_fentry() == "yes"
+            out[prog_type.name.lower()] = probe_fentry()
         else:
-            out[prog_type.name.lower()] = _trivial(prog_type) is None
+            out[prog_type.name.lower()] = _trivial(prog_type)
     return out
 
 
-def probe_map_types() -> dict[str, bool]:
+def _map_sizes(map_type: MapType) -> dict[str, int]:
+    sizes = {"key_size": 4, "value_size": 8, "max_entries": 1}
+    if map_type == MapType.RINGBUF:
+        sizes = {"key_size": 0, "value_size": 0, "max_entries": 4096}
+    elif map_type == MapType.QUEUE:
+        sizes["key_size"] = 0
+    elif map_type == MapType.STACK_TRACE:
+        sizes["value_size"] = 8 * 127
+    return sizes
+
+
+def probe_map_types() -> dict[str, Finding]:
     out = {}
     for map_type in MAP_TYPES:
-        sizes = {"key_size": 4, "value_size": 8, "max_entries": 1}
-        if map_type == MapType.RINGBUF:
-            sizes = {"key_size": 0, "value_size": 0, "max_entries": 4096}
-        elif map_type == MapType.QUEUE:
-            sizes["key_size"] = 0
-        elif map_type == MapType.STACK_TRACE:
-            sizes["value_size"] = 8 * 127
         try:
-            Map.create(map_type, name="np_probe", **sizes).close()
-            out[map_type.name.lower()] = True
-        except BpfError:
-            out[map_type.name.lower()] = False
+            Map.create(map_type, name="np_probe", **_map_sizes(map_type)).close()
+            out[map_type.name.lower()] = Finding.yes()
+        except BpfError as err:
+            out[map_type.name.lower()] = judge(err, _MAPS_NEED)
     return out
 
 
-def probe_fentry() -> str:
-    """"yes", or why fentry/fexit programs cannot be used here."""
+def probe_fentry() -> Finding:
+    """Whether fentry/fexit programs can be used here, and why not."""
     try:
         from .btf import vmlinux
 
         btf_id = vmlinux().function("__task_pid_nr_ns").id
     except Exception as err:  # noqa: BLE001 - any failure means "no BTF to attach with"
-        return f"no: no usable kernel BTF ({err})"
-    why = _trivial(ProgType.TRACING, expected_attach_type=AttachType.TRACE_FENTRY, attach_btf_id=btf_id)
-    return "yes" if why is None else f"no: {why}"
+        return Finding.no(f"no usable kernel BTF ({err})")
+    return _trivial(ProgType.TRACING, expected_attach_type=AttachType.TRACE_FENTRY, attach_btf_id=btf_id)
 
 
-def probe_attach() -> dict[str, str]:
-    out = {}
+def probe_tracefs() -> Finding:
     try:
         attach.tracefs()
-        out["tracepoint"] = "yes"
+    except BpfError as err:  # EACCES: mounted but root's; EPERM: not mounted, and we may not mount it
+        return judge(err, (Cap.SYS_ADMIN,) if err.errno == errno.EPERM else (Cap.DAC_READ_SEARCH,), str(err))
+    return Finding.yes()
+
+
+def probe_kprobe() -> Finding:
+    try:
+        how = attach.kprobe_available()
     except BpfError as err:
-        out["tracepoint"] = str(err)
-    kprobe = attach.kprobe_available()
-    out["kprobe"] = f"yes ({kprobe})" if kprobe else "no: this kernel has no kprobes (CONFIG_KPROBES unset)"
+        return judge(err, (Cap.DAC_READ_SEARCH,), str(err))
+    return Finding.yes(how) if how else Finding.no("this kernel has no kprobes (CONFIG_KPROBES unset)")
+
+
+def probe_uprobe(tracefs: Finding) -> Finding:
     if perf.pmu_type("uprobe") is not None:
-        out["uprobe"] = "yes (pmu)"
-    elif out["tracepoint"] == "yes" and (attach.tracefs() / "uprobe_events").exists():
-        out["uprobe"] = "yes (tracefs)"
-    else:
-        out["uprobe"] = "no: no uprobe PMU and no tracefs uprobe_events"
-    out["raw_tracepoint"] = "yes" if _trivial(ProgType.RAW_TRACEPOINT) is None else "no"
+        return Finding.yes("pmu")
+    if not tracefs:
+        return tracefs if tracefs.support is Support.UNKNOWN else Finding.no("no uprobe PMU and no tracefs")
+    if (attach.tracefs() / "uprobe_events").exists():
+        return Finding.yes("tracefs")
+    return Finding.no("no uprobe PMU and no tracefs uprobe_events")
+
+
+def probe_attach() -> dict[str, Finding]:
+    out = {"tracepoint": probe_tracefs(), "kprobe": probe_kprobe()}
+    out["uprobe"] = probe_uprobe(out["tracepoint"])
+    out["raw_tracepoint"] = _trivial(ProgType.RAW_TRACEPOINT)
     out["fentry"] = probe_fentry()
-    out["xdp"] = "yes" if _trivial(ProgType.XDP) is None else "no"
+    out["xdp"] = _trivial(ProgType.XDP)
     out.update(probe_links())
     return out
 
 
-def probe_links() -> dict[str, str]:
+def probe_links() -> dict[str, Finding]:
     """How attachments are made here: bpf_links (they die with netprof, and carry BPF cookies)
     or the older ioctl and netlink paths."""
     from . import xdp
@@ -130,15 +249,17 @@ def probe_links() -> dict[str, str]:
     try:
         with load(Program(Mov(R0, 0), Exit()), ProgType.TRACEPOINT, name="np_probe") as prog, \
                 attach.attach_tracepoint(prog, "net:netif_receive_skb", method="bpf_link"):
-            out["perf_event_link"] = "yes (tracepoints, kprobes and uprobes attach as bpf_links, with cookies)"
-    except (BpfError, ValueError) as err:
-        out["perf_event_link"] = f"no: PERF_EVENT_IOC_SET_BPF instead ({str(err).split(': ', 1)[-1]})"
+            out["perf_event_link"] = Finding.yes("tracepoints, kprobes and uprobes attach as bpf_links, with cookies")
+    except BpfError as err:
+        out["perf_event_link"] = judge(err, (Cap.BPF, Cap.PERFMON),
+                                       f"PERF_EVENT_IOC_SET_BPF instead ({str(err).split(': ', 1)[-1]})")
     try:
         supported = xdp.xdp_links_supported()
-        out["xdp_link"] = ("yes (XDP attaches as a bpf_link; --xdp-attach netlink for the old way)" if supported
-                           else "no: XDP attaches over netlink, recorded in /run/netprof/xdp for netprof detach")
-    except OSError as err:
-        out["xdp_link"] = f"could not tell: {err}"
+        out["xdp_link"] = (Finding.yes("XDP attaches as a bpf_link; --xdp-attach netlink for the old way")
+                           if supported else
+                           Finding.no("XDP attaches over netlink, recorded in /run/netprof/xdp for netprof detach"))
+    except OSError as err:  # EPERM: a network namespace of our own to try it in takes CAP_SYS_ADMIN
+        out["xdp_link"] = judge(err, (Cap.SYS_ADMIN, Cap.BPF), f"could not tell ({err})")
     return out
 
 
@@ -170,20 +291,58 @@ def probe() -> Features:
     return features
 
 
+def _cache_name() -> str:
+    return f"features-{_boot_id()}.json"
+
+
+def cached() -> Features | None:
+    """This boot's features as root probed them, if root cached them where only root can write."""
+    try:
+        folder = rundir.open_folder()
+    except OSError:
+        return None
+    try:
+        data = rundir.read(folder, _cache_name())
+    finally:
+        os.close(folder)
+    if data is None:
+        return None
+    try:
+        found = Features.from_json(json.loads(data))
+    except (ValueError, TypeError, KeyError, AttributeError):  # another format, or damaged
+        return None
+    return found if found.settled else None
+
+
+def save(found: Features) -> bool:
+    """Cache ``found`` for this boot: only as root, only a settled result, only in a folder that
+    is root's alone (else a warning, and nothing written). True if written."""
+    if os.geteuid() != 0 or not found.settled:
+        return False
+    try:
+        folder = rundir.open_folder(create=True)
+    except FileNotFoundError:
+        log.warning("features not cached: a folder above %s is missing", rundir.path())
+        return False
+    except OSError as err:
+        log.warning("features not cached: %s", err)
+        return False
+    try:
+        rundir.write(folder, _cache_name(), json.dumps(found.to_json()).encode())
+    except OSError as err:
+        log.warning("features not cached in %s: %s", rundir.path(), err.strerror or err)
+        return False
+    finally:
+        os.close(folder)
+    return True
+
+
 def features(refresh: bool = False) -> Features:
     """This boot's features, from the cache when there is one."""
-    path = CACHE_DIR / f"features-{_boot_id()}.json"
-    if not refresh:
-        try:
-            return Features(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            pass
+    if not refresh and (found := cached()) is not None:
+        return found
     found = probe()
-    try:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(found)))
-    except OSError:
-        pass
+    save(found)
     return found
 
 
@@ -191,11 +350,11 @@ def format_table(found: Features) -> str:
     """The features as a readable table."""
     lines = [f"kernel {found.kernel}", "", "attach mechanisms:"]
     width = max(map(len, found.attach)) + 2
-    lines += [f"  {name:{width}}{why}" for name, why in found.attach.items()]
+    lines += [f"  {name:{width}}{finding}" for name, finding in found.attach.items()]
     lines += ["", "program types:"]
-    lines += [f"  {name:{width + 8}}{'yes' if ok else 'no'}" for name, ok in found.prog_types.items()]
+    lines += [f"  {name:{width + 8}}{finding}" for name, finding in found.prog_types.items()]
     lines += ["", "map types:"]
-    lines += [f"  {name:{width + 8}}{'yes' if ok else 'no'}" for name, ok in found.map_types.items()]
+    lines += [f"  {name:{width + 8}}{finding}" for name, finding in found.map_types.items()]
     if found.helpers:
         lines += ["", "helpers netprof uses, per program type:"]
         for prog_type, helpers in found.helpers.items():

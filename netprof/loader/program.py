@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..asm import LinkedProgram, Program
+from . import privileges
+from .privileges import Cap, Need
 from .resource import FdOwner
 from .syscall import (
     AttachType,
@@ -119,13 +121,17 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
     try:
         fd = bpf(Cmd.PROG_LOAD, attr, what)
     except BpfError as err:
-        if err.errno == errno.EPERM and os.geteuid() == 0 and prog_type == ProgType.TRACING:
+        if err.errno == errno.EPERM and prog_type == ProgType.TRACING and not _lacks_tracing_privileges():
             raise BpfError(err.errno, f"{what}: this kernel refuses fentry/fexit programs even to root "
                                       "(no BPF trampoline, or lockdown); use kprobes, or the vm/ guest") from None
         if err.errno not in (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC):
             raise
         raise _explain(attr, err, name, linked) from None
     return BpfProgram(fd, name, prog_type, linked)
+
+
+def _lacks_tracing_privileges() -> bool:
+    return bool(privileges.missing([Need(Cap.BPF, "tracing"), Need(Cap.PERFMON, "tracing")]))
 
 
 def _explain(attr: ProgLoadAttr, err: BpfError, name: str, linked: LinkedProgram | None) -> BpfError:

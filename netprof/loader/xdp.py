@@ -12,6 +12,7 @@ another program is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import rundir, syscall
+from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing, FdOwner
 from .syscall import AttachType, BpfError
 
 log = logging.getLogger(__name__)
 
-RECORDS = rundir.RUN_DIR / "xdp"
+RECORDS = rundir.path() / "xdp"
 METHODS = ("auto", "bpf_link", "netlink")
 
 # include/uapi/linux/if_link.h
@@ -60,6 +62,31 @@ class XdpRecord:
     @property
     def path(self) -> Path:
         return RECORDS / f"{self.netns}-{self.ifindex}.json"
+
+
+def _may_write(folder: Path) -> bool:
+    """Whether this process, its capabilities included, may create files in ``folder`` (or, while
+    it is missing, in the nearest folder above it, to make it)."""
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK, effective_ids=True)
+
+
+def attach_needs(ifname: str, method: str = "auto") -> list[Need]:
+    """The capabilities attaching XDP to ``ifname`` needs (measured: privileges.py); over
+    netlink also writing its record."""
+    needs = [Need(Cap.BPF, "maps and ring buffers"), Need(Cap.NET_ADMIN, f"XDP on {ifname}")]
+    if method == "netlink" and not _may_write(RECORDS):
+        needs.append(Need(Cap.DAC_OVERRIDE, f"recording the XDP attachment in {RECORDS}"))
+    return needs
+
+
+def detach_needs() -> list[Need]:
+    """The capabilities ``detach_stale()`` needs: set links over netlink, remove the records."""
+    needs = [Need(Cap.NET_ADMIN, "detaching XDP programs")]
+    if os.path.isdir(RECORDS) and not _may_write(RECORDS):
+        needs.append(Need(Cap.DAC_OVERRIDE, f"removing the records in {RECORDS}"))
+    return needs
 
 
 def _netns() -> int:
@@ -260,7 +287,11 @@ def xdp_links_supported() -> bool:
 # --- the records of netlink attachments ---------------------------------------------------------
 
 def _save(record: XdpRecord) -> None:
-    rundir.write(RECORDS, record.path.name, json.dumps(asdict(record)).encode())
+    folder = rundir.open_folder(RECORDS, create=True)
+    try:
+        rundir.write(folder, record.path.name, json.dumps(asdict(record)).encode())
+    finally:
+        os.close(folder)
 
 
 def _netns_fd(inode: int) -> int | None:
@@ -287,7 +318,12 @@ def _detach_here(record: XdpRecord) -> bool:
         except NetlinkError:  # the interface is gone, and the program with it
             return False
         if prog_id and prog_id == record.prog_id:
-            _set(ipr, record.ifindex, -1, MODES.get(mode or record.mode, 0))
+            try:
+                _set(ipr, record.ifindex, -1, MODES.get(mode or record.mode, 0))
+            except NetlinkError as err:
+                advice = f" (needs {Cap.NET_ADMIN})" if err.code == errno.EPERM else ""
+                raise BpfError(err.code, f"detach XDP program {record.prog_id} from {record.ifname}: "
+                                         f"{os.strerror(err.code)}{advice}") from None
             return True
     return False
 
@@ -310,13 +346,24 @@ def _detach(record: XdpRecord) -> bool:
 
 
 def records() -> list[XdpRecord]:
+    """The records of netlink attachments, read only from a folder that root alone can change."""
+    try:
+        folder = rundir.open_folder(RECORDS)
+    except FileNotFoundError:
+        return []
     out = []
-    for name, data in rundir.read_all(RECORDS, ".json"):
-        try:
-            out.append(XdpRecord(**json.loads(data)))
-        except (ValueError, TypeError):
-            log.warning("unreadable XDP record %s: removing it", RECORDS / name)
-            (RECORDS / name).unlink(missing_ok=True)
+    try:
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".json"):
+                continue
+            try:
+                out.append(XdpRecord(**json.loads(rundir.read(folder, name) or b"")))
+            except (ValueError, TypeError):
+                log.warning("unreadable XDP record %s: removing it", RECORDS / name)
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=folder)
+    finally:
+        os.close(folder)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -286,6 +287,56 @@ def test_damaged_headers_give_one_clear_error(bins, tmp_path, seed):
         resolve(str(damaged), "main")
     except ElfError as e:
         assert "\n" not in str(e)
+
+
+# -- the machine ----------------------------------------------------------------------------------
+
+
+def _tiny_elf(machine: int, code: bytes, name: str = "work") -> bytes:
+    """A minimal ELF64 executable made with struct: one R+X PT_LOAD, .text holding ``code``, a .symtab
+    naming it ``name``."""
+    base, text = 0x400000, 0x100
+    strtab, shstrtab = b"\0" + name.encode() + b"\0", b"\0.text\0.symtab\0.strtab\0.shstrtab\0"
+    symtab_at = (text + len(code) + 7) // 8 * 8
+    symtab = bytes(24) + struct.pack("<IBBHQQ", 1, 0x12, 0, 1, base + text, len(code))  # GLOBAL FUNC
+    strtab_at = symtab_at + len(symtab)
+    shstrtab_at = strtab_at + len(strtab)
+    shoff = (shstrtab_at + len(shstrtab) + 7) // 8 * 8
+    sections = [
+        bytes(64),
+        struct.pack("<IIQQQQIIQQ", 1, 1, 6, base + text, text, len(code), 0, 0, 4, 0),  # .text
+        struct.pack("<IIQQQQIIQQ", 7, 2, 0, 0, symtab_at, len(symtab), 3, 1, 8, 24),     # .symtab
+        struct.pack("<IIQQQQIIQQ", 15, 3, 0, 0, strtab_at, len(strtab), 0, 0, 1, 0),     # .strtab
+        struct.pack("<IIQQQQIIQQ", 23, 3, 0, 0, shstrtab_at, len(shstrtab), 0, 0, 1, 0),  # .shstrtab
+    ]
+    size = shoff + 64 * len(sections)
+    ident = b"\x7fELF\x02\x01\x01" + bytes(9)
+    image = bytearray(size)
+    image[0:64] = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, machine, 1, base + text, 64, shoff, 0, 64, 56, 1, 64,
+                              len(sections), 4)
+    image[64:120] = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    for at, blob in ((text, code), (symtab_at, symtab), (strtab_at, strtab), (shstrtab_at, shstrtab),
+                     (shoff, b"".join(sections))):
+        image[at:at + len(blob)] = blob
+    return bytes(image)
+
+
+AARCH64_CODE = struct.pack("<4I", 0xD503201F, 0xD503201F, 0xD503201F, 0xD65F03C0)  # nop, nop, nop, ret
+
+
+def test_program_for_another_machine_is_refused(tmp_path):
+    arm = tmp_path / "arm"
+    arm.write_bytes(_tiny_elf(183, AARCH64_CODE))  # EM_AARCH64
+    if os.uname().machine == "aarch64":
+        pytest.skip("this machine is aarch64")
+    for symbol in ("work", "work+4", "0x104"):
+        with pytest.raises(ElfError) as info:
+            resolve(str(arm), symbol)
+        assert str(info.value) == (f"{arm} is an aarch64 program but this machine is x86_64: a uprobe traces only "
+                                   f"programs that run here; probe the x86_64 build of it")
+    x86 = tmp_path / "x86"
+    x86.write_bytes(_tiny_elf(62, b"\x55\x48\x89\xe5\x5d\xc3"))  # the same file for x86-64 is fine
+    assert resolve(str(x86), "work+1").offset == 0x101
 
 
 # -- probe-site cost ---------------------------------------------------------------------------

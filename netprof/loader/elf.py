@@ -514,6 +514,9 @@ def resolve(path: str, symbol: str) -> UprobeTarget:
     real = locate(path)
     name, raw_offset, delta = _parse_symbol(symbol)
     with _Elf.open(real) as elf:
+        if elf.machine != _host_machine():
+            raise ElfError(f"{real} is an {elf.machine} program but this machine is {_host_machine()}: a uprobe "
+                           f"traces only programs that run here; probe the {_host_machine()} build of it")
         if raw_offset is not None:
             return _raw_offset_target(elf, raw_offset)
         sym = _find_function(elf, name)

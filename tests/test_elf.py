@@ -476,7 +476,9 @@ def test_not_x86_has_no_cost(bins):
         ("7400", "je rel8", True, 2),
         ("0f8500000000", "jne rel32", True, 6),
         ("c3", "ret", False, 1),
-        ("4883ec10", "other", False, None),
+        ("4883ec10", "other", False, 4),
+        ("48b88877665544332211", "other", False, 10),
+        ("06", "other", False, None),
     ],
 )
 def test_decode_x86(code, description, emulated, length):

@@ -724,56 +724,36 @@ _CC = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "g
 def _decode_x86(code: bytes) -> tuple[str, bool, int | None]:
     """(description, emulated by the kernel's uprobe code, length or None) of the instruction at ``code``.
 
-    Decodes only what arch/x86/kernel/uprobes.c emulates (push reg, nop, call/jmp/jcc rel) and the
+    Names only what arch/x86/kernel/uprobes.c emulates (push reg, nop, call/jmp/jcc rel) and the
     usual first instructions of a function; everything else is "other", single-stepped.
     """
     b = code
+    length = x86.instruction_length(code)
     if b[:4] == b"\xf3\x0f\x1e\xfa":
-        return "endbr64", False, 4
+        return "endbr64", False, length
     if b[:1] and 0x50 <= b[0] <= 0x57:
-        return f"push %{_REGS[b[0] - 0x50]}", True, 1
+        return f"push %{_REGS[b[0] - 0x50]}", True, length
     if len(b) >= 2 and b[0] == 0x41 and 0x50 <= b[1] <= 0x57:
-        return f"push %r{8 + b[1] - 0x50}", True, 2
+        return f"push %r{8 + b[1] - 0x50}", True, length
     if b[:1] == b"\x90":
-        return "nop", True, 1
+        return "nop", True, length
     if b[:2] == b"\x66\x90":
-        return "xchg %ax,%ax (nop)", True, 2
+        return "xchg %ax,%ax (nop)", True, length
     prefixes = len(b) - len(b.lstrip(b"\x66\x2e"))
-    if b[prefixes : prefixes + 2] == b"\x0f\x1f" and len(b) > prefixes + 2:
-        length = prefixes + 2 + _modrm_length(b[prefixes + 2 :])
+    if b[prefixes : prefixes + 2] == b"\x0f\x1f":
         return ("nopw" if 0x66 in b[:prefixes] else "nopl"), True, length
     if b[:1] == b"\xe8":
-        return "call rel32", True, 5
+        return "call rel32", True, length
     if b[:1] == b"\xe9":
-        return "jmp rel32", True, 5
+        return "jmp rel32", True, length
     if b[:1] == b"\xeb":
-        return "jmp rel8", True, 2
+        return "jmp rel8", True, length
     if b[:1] and 0x70 <= b[0] <= 0x7F:
-        return f"j{_CC[b[0] - 0x70]} rel8", True, 2
+        return f"j{_CC[b[0] - 0x70]} rel8", True, length
     if len(b) >= 2 and b[0] == 0x0F and 0x80 <= b[1] <= 0x8F:
-        return f"j{_CC[b[1] - 0x80]} rel32", True, 6
+        return f"j{_CC[b[1] - 0x80]} rel32", True, length
     if b[:1] == b"\xc3":
-        return "ret", False, 1
+        return "ret", False, length
     if b[:2] == b"\xf3\xc3":
-        return "repz ret", False, 2
-    return "other", False, None
-
-
-def _modrm_length(b: bytes) -> int:
-    """Bytes taken by a ModRM byte and what follows it (SIB, displacement) in 64-bit mode."""
-    modrm = b[0]
-    mod, rm = modrm >> 6, modrm & 7
-    n = 1
-    if mod == 3:
-        return n
-    if rm == 4:
-        n += 1
-        if mod == 0 and len(b) > 1 and b[1] & 7 == 5:
-            n += 4
-    if mod == 0 and rm == 5:
-        n += 4
-    elif mod == 1:
-        n += 1
-    elif mod == 2:
-        n += 4
-    return n
+        return "repz ret", False, length
+    return "other", False, length

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 import needs
 
+from netprof.loader import elf as elf_module
 from netprof.loader.elf import (
     ElfError,
     _decode_x86,
@@ -288,6 +290,145 @@ def test_damaged_headers_give_one_clear_error(bins, tmp_path, seed):
         assert "\n" not in str(e)
 
 
+# -- instruction boundaries ---------------------------------------------------------------------
+
+
+def _objdump_starts(path: Path, address: int, size: int) -> list[int]:
+    """Offsets from ``address`` of the instructions objdump -d prints in [address, address + size)."""
+    out = subprocess.run(["objdump", "-d", "-w", "--insn-width=15", f"--start-address={address:#x}",
+                          f"--stop-address={address + size:#x}", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return [int(m.group(1), 16) - address for m in re.finditer(r"^ *([0-9a-f]+):\t", out, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("which", ["exe", "pie", "lib"])
+def test_only_instruction_starts_are_accepted(bins, which):
+    """Every byte of a function: accepted where objdump starts an instruction, refused everywhere else."""
+    path = bins[which]
+    name = "lib_other" if which == "lib" else "compute"
+    ((value, size, _typ),) = set(_symbols(path)[name])
+    starts = _objdump_starts(path, value, size)
+    base = resolve(str(path), name).offset
+    assert len(starts) > 4 and starts[0] == 0
+    for delta in range(size):
+        if delta in starts:
+            assert resolve(str(path), f"{name}+{delta}").offset == base + delta
+            assert resolve(str(path), hex(base + delta)).symbol_offset == delta
+            continue
+        before = max(s for s in starts if s < delta)
+        after = min([s for s in starts if s > delta] + [size])
+        want = (f"{os.path.realpath(path)}: offset {base + delta:#x} ({name}+{delta:#x}) is inside an instruction: "
+                f"the nearest boundaries are {name}+{before:#x} ({base + before:#x}) and {name}+{after:#x} "
+                f"({base + after:#x})")
+        for symbol in (f"{name}+{delta:#x}", hex(base + delta)):
+            with pytest.raises(ElfError) as info:
+                resolve(str(path), symbol)
+            assert str(info.value) == want
+
+
+def test_main_plus_one_names_both_boundaries(bins):
+    t = resolve(str(bins["exe"]), "main")
+    with pytest.raises(ElfError, match=rf"offset {t.offset + 1:#x} \(main\+0x1\) is inside an instruction: the "
+                                       rf"nearest boundaries are main\+0x0 \({t.offset:#x}\) and main\+0x4 "
+                                       rf"\({t.offset + 4:#x}\)$"):
+        resolve(str(bins["exe"]), "main+1")
+
+
+def test_raw_offset_outside_every_function(bins):
+    exe, stripped = str(bins["exe"]), str(bins["stripped"])
+    main = resolve(exe, "main")
+    with pytest.raises(ElfError, match="is in no function its symbol tables know \\(it has no .symtab\\), so netprof "
+                                       "cannot check"):
+        resolve(stripped, hex(main.offset))
+    ((init, size, _t),) = set(_symbols(bins["exe"])["_init"])  # crti.o's _init: a function with no size
+    assert size == 0
+    t = resolve(exe, hex(_offset_of(bins["exe"], init)))
+    assert (t.symbol, t.symbol_offset, t.address) == ("_init", 0, init)
+    with pytest.raises(ElfError, match="is in no function"):
+        resolve(exe, hex(_offset_of(bins["exe"], init) + 1))
+
+
+def test_undecodable_bytes_cannot_be_checked(bins, tmp_path):
+    t = resolve(str(bins["nocet"]), "compute")  # push %rbp; mov %rsp,%rbp; ...
+    broken = _patched(bins["nocet"], tmp_path / "broken", t.offset + 1, b"\x06")  # no instruction in 64-bit mode
+    assert resolve(broken, "compute+1").symbol_offset == 1
+    with pytest.raises(ElfError, match=r"\(compute\+0x4\) cannot be checked: netprof decodes compute only up to "
+                                       rf"compute\+0x1 \({t.offset + 1:#x}\), whose bytes 06"):
+        resolve(broken, "compute+4")
+
+
+def _tiny_elf(machine: int, code: bytes, name: str = "work") -> bytes:
+    """A minimal ELF64 executable made with struct: one R+X PT_LOAD, .text holding ``code``, a .symtab
+    naming it ``name``."""
+    base, text = 0x400000, 0x100
+    strtab, shstrtab = b"\0" + name.encode() + b"\0", b"\0.text\0.symtab\0.strtab\0.shstrtab\0"
+    symtab_at = (text + len(code) + 7) // 8 * 8
+    symtab = bytes(24) + struct.pack("<IBBHQQ", 1, 0x12, 0, 1, base + text, len(code))  # GLOBAL FUNC
+    strtab_at = symtab_at + len(symtab)
+    shstrtab_at = strtab_at + len(strtab)
+    shoff = (shstrtab_at + len(shstrtab) + 7) // 8 * 8
+    sections = [
+        bytes(64),
+        struct.pack("<IIQQQQIIQQ", 1, 1, 6, base + text, text, len(code), 0, 0, 4, 0),  # .text
+        struct.pack("<IIQQQQIIQQ", 7, 2, 0, 0, symtab_at, len(symtab), 3, 1, 8, 24),     # .symtab
+        struct.pack("<IIQQQQIIQQ", 15, 3, 0, 0, strtab_at, len(strtab), 0, 0, 1, 0),     # .strtab
+        struct.pack("<IIQQQQIIQQ", 23, 3, 0, 0, shstrtab_at, len(shstrtab), 0, 0, 1, 0),  # .shstrtab
+    ]
+    size = shoff + 64 * len(sections)
+    ident = b"\x7fELF\x02\x01\x01" + bytes(9)
+    image = bytearray(size)
+    image[0:64] = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, machine, 1, base + text, 64, shoff, 0, 64, 56, 1, 64,
+                              len(sections), 4)
+    image[64:120] = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    for at, blob in ((text, code), (symtab_at, symtab), (strtab_at, strtab), (shstrtab_at, shstrtab),
+                     (shoff, b"".join(sections))):
+        image[at:at + len(blob)] = blob
+    return bytes(image)
+
+
+AARCH64_CODE = struct.pack("<4I", 0xD503201F, 0xD503201F, 0xD503201F, 0xD65F03C0)  # nop, nop, nop, ret
+
+
+def test_program_for_another_machine_is_refused(tmp_path):
+    arm = tmp_path / "arm"
+    arm.write_bytes(_tiny_elf(183, AARCH64_CODE))  # EM_AARCH64
+    if os.uname().machine == "aarch64":
+        pytest.skip("this machine is aarch64")
+    for symbol in ("work", "work+4", "0x104"):
+        with pytest.raises(ElfError) as info:
+            resolve(str(arm), symbol)
+        assert str(info.value) == (f"{arm} is an aarch64 program but this machine is x86_64: a uprobe traces only "
+                                   f"programs that run here; probe the x86_64 build of it")
+    x86 = tmp_path / "x86"
+    x86.write_bytes(_tiny_elf(62, b"\x55\x48\x89\xe5\x5d\xc3"))  # the same file for x86-64 is fine
+    assert resolve(str(x86), "work+1").offset == 0x101
+
+
+def test_aarch64_sites_are_checked_for_alignment_only(tmp_path, monkeypatch):
+    arm = tmp_path / "arm"
+    arm.write_bytes(_tiny_elf(183, AARCH64_CODE))
+    monkeypatch.setattr(elf_module, "_host_machine", lambda: "aarch64")
+    t = resolve(str(arm), "work+8")
+    assert (t.offset, t.symbol_offset, t.machine) == (0x108, 8, "aarch64")
+    assert resolve(str(arm), "0x10c").symbol_offset == 12
+    assert site_cost(t) is None and cheaper_site(t) is None
+    for symbol in ("work+6", "0x106"):
+        with pytest.raises(ElfError) as info:
+            resolve(str(arm), symbol)
+        assert str(info.value) == (f"{arm}: offset 0x106 (work+0x6) is not 4-byte aligned, so not an instruction "
+                                   f"start: the nearest are work+0x4 (0x104) and work+0x8 (0x108) (on aarch64 "
+                                   f"netprof checks alignment only)")
+
+
+def test_session_refuses_a_site_inside_an_instruction_in_one_line(bins, tmp_path):
+    from netprof.session import Session, SessionError
+
+    session = Session(user=[f"{bins['exe']}:main+2"], output=str(tmp_path / "t.trace"))
+    with pytest.raises(SessionError, match="is inside an instruction") as info:
+        session._plan_user()  # planning only: nothing is loaded or attached
+    assert "\n" not in str(info.value)
+
+
 # -- probe-site cost ---------------------------------------------------------------------------
 
 
@@ -335,7 +476,9 @@ def test_not_x86_has_no_cost(bins):
         ("7400", "je rel8", True, 2),
         ("0f8500000000", "jne rel32", True, 6),
         ("c3", "ret", False, 1),
-        ("4883ec10", "other", False, None),
+        ("4883ec10", "other", False, 4),
+        ("48b88877665544332211", "other", False, 10),
+        ("06", "other", False, None),
     ],
 )
 def test_decode_x86(code, description, emulated, length):

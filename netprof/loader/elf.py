@@ -1,10 +1,13 @@
 """Resolve a user-space probe target (``PATH:SYMBOL``) to what the uprobe PMU needs: a file and a file offset.
 
 Pure file parsing with struct over an mmap (no kernel, no root; pyelftools took longer to import
-than netprof takes to attach). Also says what a probe on the chosen
-instruction will cost on x86-64: the kernel emulates a few instructions (~1 µs a hit) and
-single-steps every other one out of line (~13 µs a hit), so ``main+4`` after an ``endbr64`` is
-often ten times cheaper than ``main``.
+than netprof takes to attach). Refuses a site that is not the start of an instruction (the kernel
+would write its breakpoint into the middle of one and corrupt the traced program): on x86-64 by
+decoding the function from its start (netprof.loader.x86), on aarch64 by alignment alone.
+
+Also says what a probe on the chosen instruction will cost on x86-64: the kernel emulates a few
+instructions (~1 µs a hit) and single-steps every other one out of line (~13 µs a hit), so
+``main+4`` after an ``endbr64`` is often ten times cheaper than ``main``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Self
+
+from . import x86
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +421,14 @@ class _Elf:
                     return s
         return None
 
+    def function_starting_at(self, address: int) -> _Symbol | None:
+        """A function symbol at exactly ``address``, sized or not (hand-written assembly often has no size)."""
+        for table in self.tables():
+            for s in table:
+                if s.defined and s.is_function and s.address == address:
+                    return s
+        return None
+
     def defines_function(self, name: str) -> bool:
         return any(s.defined and s.is_function and _matches(s, name) for s in self.dynsym or ())
 
@@ -514,6 +527,9 @@ def resolve(path: str, symbol: str) -> UprobeTarget:
     real = locate(path)
     name, raw_offset, delta = _parse_symbol(symbol)
     with _Elf.open(real) as elf:
+        if elf.machine != _host_machine():
+            raise ElfError(f"{real} is an {elf.machine} program but this machine is {_host_machine()}: a uprobe "
+                           f"traces only programs that run here; probe the {_host_machine()} build of it")
         if raw_offset is not None:
             return _raw_offset_target(elf, raw_offset)
         sym = _find_function(elf, name)
@@ -525,6 +541,7 @@ def resolve(path: str, symbol: str) -> UprobeTarget:
                            f"give an offset below {sym.size:#x}")
         where = f"{name}+{delta:#x}" if delta else name
         offset = elf.file_offset(sym.address + delta, where)
+        _check_instruction_start(elf, sym, delta, name)
         return UprobeTarget(real, offset, sym.address + delta, name, sym.size, elf.kind, delta, elf.machine)
 
 
@@ -537,9 +554,47 @@ def _raw_offset_target(elf: _Elf, offset: int) -> UprobeTarget:
     address = offset - seg.offset + seg.vaddr
     func = elf.function_containing(address)
     if func is None:
-        return UprobeTarget(elf.path, offset, address, "", 0, elf.kind, 0, elf.machine)
+        start = elf.function_starting_at(address)
+        if start is None:
+            stripped = "" if elf.symtab else " (it has no .symtab)"
+            raise ElfError(f"{elf.path}: offset {offset:#x} is in no function its symbol tables know{stripped}, so "
+                           f"netprof cannot check that an instruction starts there, and a probe inside one "
+                           f"corrupts the traced program: probe PATH:SYMBOL, or the file offset of a function's start")
+        return UprobeTarget(elf.path, offset, address, start.name, start.size, elf.kind, 0, elf.machine)
+    _check_instruction_start(elf, func, address - func.address, func.name)
     return UprobeTarget(elf.path, offset, address, func.name, func.size, elf.kind, address - func.address,
                         elf.machine)
+
+
+def _check_instruction_start(elf: _Elf, func: _Symbol, delta: int, name: str) -> None:
+    """Refuse ``name+delta`` unless an instruction of ``func`` starts there.
+
+    x86-64: decodes ``func`` from its start, one instruction after another (a linear sweep, as
+    objdump does: data inside a function would throw it off). aarch64: alignment only.
+    """
+    if delta == 0:
+        return
+    base = elf.file_offset(func.address, name)
+    where = f"{elf.path}: offset {base + delta:#x} ({name}+{delta:#x})"
+
+    def at(n: int) -> str:
+        return f"{name}+{n:#x} ({base + n:#x})"
+
+    if elf.machine == "aarch64":  # every instruction is 4 bytes, 4-aligned (no Thumb in AArch64)
+        misaligned = (func.address + delta) % 4
+        if misaligned:
+            raise ElfError(f"{where} is not 4-byte aligned, so not an instruction start: the nearest are "
+                           f"{at(delta - misaligned)} and {at(delta - misaligned + 4)} (on aarch64 netprof "
+                           f"checks alignment only)")
+        return
+    starts, end = x86.instruction_starts(elf.read(base, delta + x86.MAX_LENGTH), stop=delta + 1)
+    if starts and starts[-1] == delta or end == delta:  # end: the last instruction decoded ends at delta
+        return
+    if end < delta:
+        raise ElfError(f"{where} cannot be checked: netprof decodes {name} only up to {at(end)}, whose bytes "
+                       f"{elf.read(base + end, 4).hex()} are no x86-64 instruction it knows, so it cannot tell where "
+                       f"instructions start after them; probe a site from {name} to {name}+{end:#x}")
+    raise ElfError(f"{where} is inside an instruction: the nearest boundaries are {at(starts[-1])} and {at(end)}")
 
 
 def _find_function(elf: _Elf, name: str) -> _Symbol:
@@ -669,56 +724,36 @@ _CC = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "g
 def _decode_x86(code: bytes) -> tuple[str, bool, int | None]:
     """(description, emulated by the kernel's uprobe code, length or None) of the instruction at ``code``.
 
-    Decodes only what arch/x86/kernel/uprobes.c emulates (push reg, nop, call/jmp/jcc rel) and the
+    Names only what arch/x86/kernel/uprobes.c emulates (push reg, nop, call/jmp/jcc rel) and the
     usual first instructions of a function; everything else is "other", single-stepped.
     """
     b = code
+    length = x86.instruction_length(code)
     if b[:4] == b"\xf3\x0f\x1e\xfa":
-        return "endbr64", False, 4
+        return "endbr64", False, length
     if b[:1] and 0x50 <= b[0] <= 0x57:
-        return f"push %{_REGS[b[0] - 0x50]}", True, 1
+        return f"push %{_REGS[b[0] - 0x50]}", True, length
     if len(b) >= 2 and b[0] == 0x41 and 0x50 <= b[1] <= 0x57:
-        return f"push %r{8 + b[1] - 0x50}", True, 2
+        return f"push %r{8 + b[1] - 0x50}", True, length
     if b[:1] == b"\x90":
-        return "nop", True, 1
+        return "nop", True, length
     if b[:2] == b"\x66\x90":
-        return "xchg %ax,%ax (nop)", True, 2
+        return "xchg %ax,%ax (nop)", True, length
     prefixes = len(b) - len(b.lstrip(b"\x66\x2e"))
-    if b[prefixes : prefixes + 2] == b"\x0f\x1f" and len(b) > prefixes + 2:
-        length = prefixes + 2 + _modrm_length(b[prefixes + 2 :])
+    if b[prefixes : prefixes + 2] == b"\x0f\x1f":
         return ("nopw" if 0x66 in b[:prefixes] else "nopl"), True, length
     if b[:1] == b"\xe8":
-        return "call rel32", True, 5
+        return "call rel32", True, length
     if b[:1] == b"\xe9":
-        return "jmp rel32", True, 5
+        return "jmp rel32", True, length
     if b[:1] == b"\xeb":
-        return "jmp rel8", True, 2
+        return "jmp rel8", True, length
     if b[:1] and 0x70 <= b[0] <= 0x7F:
-        return f"j{_CC[b[0] - 0x70]} rel8", True, 2
+        return f"j{_CC[b[0] - 0x70]} rel8", True, length
     if len(b) >= 2 and b[0] == 0x0F and 0x80 <= b[1] <= 0x8F:
-        return f"j{_CC[b[1] - 0x80]} rel32", True, 6
+        return f"j{_CC[b[1] - 0x80]} rel32", True, length
     if b[:1] == b"\xc3":
-        return "ret", False, 1
+        return "ret", False, length
     if b[:2] == b"\xf3\xc3":
-        return "repz ret", False, 2
-    return "other", False, None
-
-
-def _modrm_length(b: bytes) -> int:
-    """Bytes taken by a ModRM byte and what follows it (SIB, displacement) in 64-bit mode."""
-    modrm = b[0]
-    mod, rm = modrm >> 6, modrm & 7
-    n = 1
-    if mod == 3:
-        return n
-    if rm == 4:
-        n += 1
-        if mod == 0 and len(b) > 1 and b[1] & 7 == 5:
-            n += 4
-    if mod == 0 and rm == 5:
-        n += 4
-    elif mod == 1:
-        n += 1
-    elif mod == 2:
-        n += 4
-    return n
+        return "repz ret", False, length
+    return "other", False, length

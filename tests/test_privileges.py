@@ -112,4 +112,5 @@ def test_a_captures_needs_follow_what_it_asks_for(monkeypatch):
     assert caps(memory=True) == {Cap.BPF}
     assert caps(net=True) == caps(throughput=True) == caps(tracepoints=["net:netif_rx"]) == {Cap.BPF, Cap.PERFMON}
     assert caps(user=["/bin/true:main"]) == {Cap.BPF, Cap.PERFMON, Cap.SYS_ADMIN}
-    assert caps(xdp=["lo"]) == {Cap.BPF, Cap.NET_ADMIN, Cap.DAC_OVERRIDE}
+    assert caps(xdp=["lo"]) == {Cap.BPF, Cap.NET_ADMIN}  # a bpf_link: nothing to record
+    assert caps(xdp=["lo"], xdp_attach="netlink") == {Cap.BPF, Cap.NET_ADMIN, Cap.DAC_OVERRIDE}

@@ -6,9 +6,8 @@ import argparse
 import math
 import os
 import sys
-from pathlib import Path
 
-from . import __version__, outfile
+from . import __version__, infile, outfile
 
 EXAMPLES = """\
 examples:
@@ -26,9 +25,19 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
+# Far above any program the kernel loads (a million instructions), far below what hurts to read.
+PROGRAM_FILE_LIMIT = 64 << 20
+CONFIG_FILE_LIMIT = 1 << 20
+
+
 def _read(path: str) -> bytes:
+    """A program's text or bytecode: a regular file or stdin, at most PROGRAM_FILE_LIMIT bytes."""
     try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            return infile.read_at_most(sys.stdin.buffer, PROGRAM_FILE_LIMIT, "stdin")
+        return infile.read_regular(path, PROGRAM_FILE_LIMIT, hint="give a file, or - to read stdin")
+    except infile.InputError as err:
+        raise UsageError(str(err)) from None
     except OSError as err:
         raise UsageError(f"cannot read {path}: {err.strerror}") from None
 
@@ -150,10 +159,10 @@ def _config(path: str) -> dict:
     import tomllib
 
     try:
-        with open(path, "rb") as f:
-            config = tomllib.load(f)
-    except OSError as err:
-        raise UsageError(f"cannot read config {path}: {err.strerror}") from None
+        config = tomllib.loads(infile.read_regular(path, CONFIG_FILE_LIMIT, "config",
+                                                   hint="give the profile's TOML file").decode())
+    except infile.InputError as err:
+        raise UsageError(str(err)) from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"config {path} is not valid TOML: {err}") from None
     known = {"kernel", "user", "net", "xdp", "throughput", "memory", "pid", "duration", "output", "snaplen",

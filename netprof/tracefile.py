@@ -27,7 +27,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from . import outfile
+from . import infile, outfile
 from .probes import layout
 
 MAGIC = b"NETPROF\x01"
@@ -144,11 +144,16 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
     each record kind is copied once, straight into its array."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        fd = infile.open_regular(path, hint="give a trace file written by netprof attach")
+    except infile.InputError as err:
+        raise TraceError(str(err)) from None
+    try:
+        size = os.fstat(fd).st_size
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
     except OSError as err:
         raise TraceError(f"cannot read {path}: {err.strerror}") from None
+    finally:
+        os.close(fd)
     if mapped is None:
         raise TraceError(f"{path} is empty")
     data = memoryview(mapped)

@@ -1,0 +1,134 @@
+"""Bad input is one line on stderr (what was wrong, what to do) and exit status 2: never a
+traceback, a hang, or an allocation the size of the timestamps (issue 12, cases 10 to 14).
+
+Every command runs under a deadline and a memory ceiling, so that a regression fails the test
+instead of hanging it or eating the machine's memory. Nothing here attaches a probe: the attach
+tests stop netprof before its session starts, and the two marked root fail on their output
+file or uprobe target, which Session.__enter__ checks before it loads or attaches anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netprof import cli
+from netprof.loader import elf
+from netprof.session import Session
+
+MEMORY_CEILING = 4 << 30
+
+
+def _ceiling() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CEILING, MEMORY_CEILING))
+
+
+def netprof(*args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, timeout: float = 60):
+    """The CLI in a child process, as a user runs it; a hang fails the test (TimeoutExpired)."""
+    return subprocess.run([sys.executable, "-m", "netprof", *map(str, args)], check=False, stdin=stdin, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout, preexec_fn=_ceiling)
+
+
+def assert_one_line(result, *words: str) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, (result.returncode, result.stderr)
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+class Hung(Exception):
+    """Not an OSError: code that catches OSError around a blocking open() must not swallow it."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    def expire(*_):
+        raise Hung(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+def attach(capsys, *args: str) -> str:
+    """``netprof attach ARGS`` in this process; its one line of error."""
+    with deadline(20):
+        code = cli.main(["attach", *map(str, args)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (code, err)
+    return lines[0]
+
+
+# --- 10: FIFOs, devices and endless input are refused before they are read ----------------------
+
+@pytest.mark.parametrize("command", [["report"], ["export", "--csv", "{tmp}/x.csv"], ["view", "--png", "{tmp}/x.png"]])
+def test_reading_a_trace_from_a_fifo_is_refused(fifo, tmp_path, command):
+    name, *options = command
+    result = netprof(name, fifo, *(o.format(tmp=tmp_path) for o in options), timeout=30)
+    assert_one_line(result, str(fifo), "FIFO", "regular file")
+
+
+@pytest.mark.parametrize("command", ["asm", "disasm"])
+def test_asm_and_disasm_refuse_endless_or_blocking_input(fifo, command):
+    assert_one_line(netprof(command, "/dev/zero", timeout=30), "/dev/zero", "device", "regular file")
+    assert_one_line(netprof(command, fifo, timeout=30), str(fifo), "FIFO", "regular file")
+    with open("/dev/zero", "rb") as zeros:
+        assert_one_line(netprof(command, "-", stdin=zeros, timeout=30), "stdin", "more than 64 MiB")
+
+
+def test_asm_refuses_a_huge_source_before_reading_it(tmp_path):
+    source = tmp_path / "huge.s"
+    with open(source, "wb") as f:
+        f.truncate(65 << 20)  # sparse: costs no disk
+    assert_one_line(netprof("asm", source, "-o", tmp_path / "x.bin", timeout=30), str(source), "64 MiB")
+
+
+def test_attach_refuses_a_config_that_is_a_fifo(fifo, tmp_path):
+    result = netprof("attach", "-c", fifo, "-o", "/nonexistent-dir/x.trace", timeout=30)
+    assert_one_line(result, str(fifo), "FIFO", "regular file")
+
+
+def test_a_uprobe_target_that_is_a_fifo_is_refused_without_opening_it(fifo):
+    with deadline(10), pytest.raises(elf.ElfError, match="FIFO"):
+        elf.resolve_target(f"{fifo}:main")
+
+
+@pytest.mark.root
+def test_attach_refuses_a_fifo_as_the_uprobe_binary_before_attaching(fifo, tmp_path, capsys, monkeypatch):
+    def refuse(self):
+        raise AssertionError("the session got as far as loading programs")
+
+    monkeypatch.setattr(Session, "_setup", refuse)
+    line = attach(capsys, "-u", f"{fifo}:main", "-o", tmp_path / "x.trace")
+    assert str(fifo) in line and "FIFO" in line
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("target", ["fifo", "/dev/null"])
+def test_attach_refuses_to_write_a_fifo_or_a_device(fifo, target):
+    # Session.__enter__ checks the output right after the privilege check, before planning,
+    # loading or attaching anything; --memory alone would attach no probe anyway.
+    output = fifo if target == "fifo" else Path(target)
+    result = netprof("attach", "--memory", "-d", "1", "-o", output, timeout=30)
+    assert_one_line(result, str(output), "not a regular file")

@@ -70,8 +70,17 @@ def fifo(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def no_capture(monkeypatch):
+    """Fail the test, instead of capturing, if bad input ever gets as far as starting a session."""
+    def refuse(self):
+        raise AssertionError("bad input reached Session.__enter__: it should have been refused before")
+
+    monkeypatch.setattr(Session, "__enter__", refuse)
+
+
 def attach(capsys, *args: str) -> str:
-    """``netprof attach ARGS`` in this process; its one line of error."""
+    """``netprof attach ARGS`` in this process (see no_capture); its one line of error."""
     with deadline(20):
         code = cli.main(["attach", *map(str, args)])
     err = capsys.readouterr().err
@@ -132,3 +141,76 @@ def test_attach_refuses_to_write_a_fifo_or_a_device(fifo, target):
     output = fifo if target == "fifo" else Path(target)
     result = netprof("attach", "--memory", "-d", "1", "-o", output, timeout=30)
     assert_one_line(result, str(output), "not a regular file")
+
+
+# --- 11: durations and intervals are finite and in range, from the command line or TOML ---------
+
+@pytest.mark.parametrize("args,key", [
+    (["-d", "nan"], "--duration"), (["-d", "inf"], "--duration"), (["-d", "-1"], "--duration"),
+    (["-d", "0"], "--duration"), (["-d", "1e300"], "--duration"),
+    (["--memory-interval", "0"], "--memory-interval"), (["--memory-interval", "nan"], "--memory-interval"),
+    (["--memory-interval", "inf"], "--memory-interval"), (["--memory-interval", "0.5"], "--memory-interval"),
+    (["--memory-interval", "3600000"], "--memory-interval"),
+    (["--snaplen", "12"], "--snaplen"), (["--snaplen", "4096"], "--snaplen"), (["--buffer", "3"], "--buffer"),
+    (["-p", "0"], "--pid"), (["-p", "-5"], "--pid"),
+])
+def test_out_of_range_options_are_refused(no_capture, capsys, tmp_path, args, key):
+    line = attach(capsys, "--memory", *args, "-o", tmp_path / "x.trace")
+    assert key in line and "expected" in line
+
+
+@pytest.mark.parametrize("setting", ["duration = nan", "duration = inf", "duration = 1e999", "duration = -1",
+                                     "memory_interval = 0", "memory_interval = nan", "memory_interval = 1e999",
+                                     "snaplen = 12", "buffer = 3"])
+def test_out_of_range_config_values_are_refused(no_capture, capsys, tmp_path, setting):
+    config = tmp_path / "profile.toml"
+    config.write_text(f"memory = true\n{setting}\n")
+    line = attach(capsys, "-c", config, "-o", tmp_path / "x.trace")
+    assert str(config) in line and setting.split()[0] in line and "expected" in line
+
+
+# --- 12: TOML profiles ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,words", [
+    ('memory = true\nxdp_mode = "turbo"\n', ["xdp_mode", "auto, native or generic"]),
+    ('tracepoints = ["net"]\n', ["tracepoints", "CATEGORY:NAME"]),
+    ('tracepoints = "net"\n', ["tracepoints", "CATEGORY:NAME"]),
+    ("memory = true\nduration = true\n", ["duration", "seconds"]),
+    ("memory = true\nsnaplen = true\n", ["snaplen", "multiple of 8"]),
+    ("memory = true\nbuffer = true\n", ["buffer", "power of two"]),
+    ("memory = true\npid = true\n", ["pid", "process id"]),
+    ("memory = true\nmemory_interval = false\n", ["memory_interval", "milliseconds"]),
+    ("memory = 1\n", ["memory", "true or false"]),
+    ("memory = true\nkernel = [1, 2]\n", ["kernel", "function"]),
+    ("memory = true\noutput = 7\n", ["output", "file name"]),
+    ("memory = true\nturbo = 1\n", ["turbo", "unknown"]),
+])
+def test_wrong_config_values_name_the_file_the_key_and_what_is_expected(no_capture, capsys, tmp_path, text, words):
+    config = tmp_path / "profile.toml"
+    config.write_text(text)
+    line = attach(capsys, "-c", config, "-o", tmp_path / "x.trace")
+    assert str(config) in line and all(w in line for w in words), line
+
+
+def test_a_config_that_is_not_utf8_is_one_line(no_capture, capsys, tmp_path):
+    config = tmp_path / "profile.toml"
+    config.write_bytes(b'memory = true\noutput = "caf\xe9.trace"\n')
+    line = attach(capsys, "-c", config)
+    assert str(config) in line and "UTF-8" in line and "line 2" in line
+
+
+def test_a_missing_config_and_a_syntax_error_are_one_line(no_capture, capsys, tmp_path):
+    line = attach(capsys, "-c", tmp_path / "missing.toml")
+    assert str(tmp_path / "missing.toml") in line and "No such file" in line
+    config = tmp_path / "profile.toml"
+    config.write_text("memory = true\nduration = \n")
+    line = attach(capsys, "-c", config)
+    assert str(config) in line and "not valid TOML" in line and "line 2" in line
+
+
+def test_the_config_is_checked_in_a_child_process_too(tmp_path):
+    # The same as above, through a real process: exit status 2 and no traceback on stderr.
+    config = tmp_path / "profile.toml"
+    config.write_bytes(b"memory = true\nduration = nan\n")
+    # An output no capture can write: were the duration let through, netprof would stop there.
+    assert_one_line(netprof("attach", "-c", config, "-o", "/nonexistent-dir/x.trace"), str(config), "duration")

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,8 +262,6 @@ def _toml(value: Any) -> str:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    import signal
-
     from .loader.syscall import BpfError
     from .session import Session, SessionError
 
@@ -380,6 +379,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.parquet:
             spans.to_parquet(args.parquet)
             print(f"wrote {args.parquet}: {len(spans):,} spans")
+    except BrokenPipeError:
+        raise  # stdout's reader went away: not a file that could not be written (see main)
     except (OSError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     return 0
@@ -566,9 +567,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # output that fit in the buffer meets a closed pipe only here
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except UsageError as err:
         print(f"netprof {args.command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """Whoever read our stdout has stopped (``netprof report T | head -1``): end quietly, the way
+    cat or grep do. 141 (128 + SIGPIPE) is the status a shell shows for them, so a pipeline under
+    ``set -o pipefail`` treats netprof alike, and 141 is no status netprof uses for anything else.
+    SIGPIPE itself stays ignored, as Python sets it: dying of it in the middle of a capture could
+    leave probes attached. stdout now points to /dev/null, so that Python's last flush at exit
+    does not fail again (the recipe of Python's documentation, signal module, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE

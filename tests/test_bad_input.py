@@ -17,13 +17,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from netprof import cli
 from netprof.loader import elf
+from netprof.probes import layout
+from netprof.probes.layout import ENTRY, EXIT
 from netprof.session import Session
+from netprof.tracefile import Kind, TraceWriter, new_header
 
 MEMORY_CEILING = 4 << 30
+PROBES = [{"id": 0, "name": "work", "kind": "user", "mechanism": "uprobe"}]
 
 
 def _ceiling() -> None:
@@ -214,3 +219,55 @@ def test_the_config_is_checked_in_a_child_process_too(tmp_path):
     config.write_bytes(b"memory = true\nduration = nan\n")
     # An output no capture can write: were the duration let through, netprof would stop there.
     assert_one_line(netprof("attach", "-c", config, "-o", "/nonexistent-dir/x.trace"), str(config), "duration")
+
+
+# --- 13: a reader that goes away is no error -----------------------------------------------------
+
+def span_events(n: int = 10, start: int = 1000) -> np.ndarray:
+    rows = []
+    for i in range(n):
+        rows += [(start + 10 * i, i, 1, 1, 0, 0, ENTRY), (start + 10 * i + 5, 0, 1, 1, 0, 0, EXIT)]
+    return np.array(rows, dtype=layout.SPAN.dtype())
+
+
+def trace_with_spans(path: Path, n: int = 10) -> Path:
+    writer = TraceWriter(path, new_header(PROBES, 64))
+    writer.write(Kind.SPANS, span_events(n))
+    writer.write_json(Kind.END, {"seconds": 1.0})
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("command", ["report", "disasm", "export"])
+def test_writing_into_a_closed_pipe_exits_quietly(tmp_path, command):
+    trace = trace_with_spans(tmp_path / "t.trace")
+    binary = tmp_path / "p.bin"
+    binary.write_bytes(bytes.fromhex("b700000000000000" "9500000000000000"))
+    args = {"report": ["report", trace], "disasm": ["disasm", binary],
+            "export": ["export", trace, "--csv", tmp_path / "x.csv"]}[command]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before netprof writes a byte: every write fails with EPIPE
+    try:
+        result = netprof(*args, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 128 + signal.SIGPIPE
+
+
+def test_a_long_report_piped_into_head_exits_quietly(tmp_path):
+    # Longer than a pipe holds: netprof is still writing when head has its line and goes.
+    probes = [{"id": i, "name": f"function_number_{i}", "kind": "user", "mechanism": "uprobe"} for i in range(3000)]
+    events = np.zeros(6000, layout.SPAN.dtype())
+    events["ts"] = 1000 + np.arange(6000) * 10
+    events["probe"], events["kind"], events["pid"], events["tid"] = np.arange(6000) // 2, np.arange(6000) % 2, 1, 1
+    writer = TraceWriter(tmp_path / "t.trace", new_header(probes, 64))
+    writer.write(Kind.SPANS, events)
+    writer.close()
+    report = subprocess.Popen([sys.executable, "-m", "netprof", "report", str(tmp_path / "t.trace")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = subprocess.run(["head", "-1"], check=False, stdin=report.stdout, capture_output=True, text=True, timeout=60)
+    report.stdout.close()
+    err = report.stderr.read()
+    report.wait(timeout=60)
+    assert head.stdout.startswith(str(tmp_path / "t.trace"))
+    assert err == "" and report.returncode == 128 + signal.SIGPIPE

@@ -10,6 +10,7 @@ file or uprobe target, which Session.__enter__ checks before it loads or attache
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -20,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netprof import cli
+from netprof import cli, load
 from netprof.loader import elf
 from netprof.probes import layout
 from netprof.probes.layout import ENTRY, EXIT
 from netprof.session import Session
-from netprof.tracefile import Kind, TraceWriter, new_header
+from netprof.tracefile import MAGIC, Kind, TraceError, TraceWriter, new_header, read
 
 MEMORY_CEILING = 4 << 30
 PROBES = [{"id": 0, "name": "work", "kind": "user", "mechanism": "uprobe"}]
@@ -271,3 +272,217 @@ def test_a_long_report_piped_into_head_exits_quietly(tmp_path):
     report.wait(timeout=60)
     assert head.stdout.startswith(str(tmp_path / "t.trace"))
     assert err == "" and report.returncode == 128 + signal.SIGPIPE
+
+
+# --- 14: trace files with a valid checksum and bad contents --------------------------------------
+
+def chunk(tmp_path: Path, kind: int, payload, count: int = 1, lost: int = 0) -> bytes:
+    """One chunk as the project's TraceWriter writes it (a valid checksum), whatever it holds."""
+    scratch = tmp_path / "scratch.trace"
+    writer = TraceWriter(scratch, new_header(PROBES, 64))
+    before = len(MAGIC) + writer.bytes
+    writer.write(kind, payload, count, lost=lost)
+    writer.close()
+    return scratch.read_bytes()[before:]
+
+
+def json_chunk(tmp_path: Path, kind: Kind, value) -> bytes:
+    return chunk(tmp_path, kind, json.dumps(value).encode())
+
+
+def crafted(tmp_path: Path, header, *chunks: bytes) -> Path:
+    """A trace whose header chunk holds ``header`` (any JSON value), then ``chunks``."""
+    path = tmp_path / "crafted.trace"
+    path.write_bytes(MAGIC + json_chunk(tmp_path, Kind.HEADER, header) + b"".join(chunks))
+    return path
+
+
+def good_header(**changes) -> dict:
+    return {"version": 1, **new_header(PROBES, 64), **changes}
+
+
+def data(tmp_path: Path, kind: Kind, records: np.ndarray) -> bytes:
+    return chunk(tmp_path, kind, records, len(records))
+
+
+def in_and_out(tmp_path: Path, header, *chunks: bytes) -> Path:
+    """A crafted trace that also holds good spans and an END chunk around the bad part."""
+    return crafted(tmp_path, header, data(tmp_path, Kind.SPANS, span_events()), *chunks,
+                   json_chunk(tmp_path, Kind.END, {"seconds": 1.0}))
+
+
+def with_records(record_kind: Kind, /, **fields) -> np.ndarray:
+    """One good record of ``record_kind`` (ts 2000), then a copy of it with ``fields`` changed."""
+    dtype = {Kind.SPANS: layout.SPAN, Kind.THROUGHPUT: layout.THROUGHPUT, Kind.MEMORY: layout.MEMORY,
+             Kind.XDP: layout.xdp_packet(64)}[record_kind].dtype()
+    records = np.zeros(2, dtype)
+    records["ts"] = 2000
+    if record_kind == Kind.THROUGHPUT:
+        records["packets"], records["bytes"] = 1, 100
+    if record_kind == Kind.XDP:
+        records["len"] = records["caplen"] = 60
+    for name, value in fields.items():
+        records[name][1] = value
+    return records
+
+
+def every_command(tmp_path: Path, path: Path, capsys) -> list[tuple[int, str]]:
+    """report, export (Perfetto, pcap, CSV) and the viewer's scene, in this process: (status, stderr)."""
+    outcomes = []
+    for args in (["report", path], ["export", path, "--perfetto", tmp_path / "x.json", "--pcap", tmp_path / "x.pcap",
+                                    "--csv", tmp_path / "x.csv"]):
+        with deadline(60):
+            code = cli.main([str(a) for a in args])
+        outcomes.append((code, capsys.readouterr().err))
+    try:
+        from netprof.viz.scene import Options, Scene
+    except ImportError:
+        return outcomes
+    try:
+        with deadline(60):
+            trace = cli._load(str(path))
+            Scene(trace, Options())
+        outcomes.append((0, ""))
+    except cli.UsageError as err:
+        outcomes.append((2, str(err)))
+    return outcomes
+
+
+@pytest.mark.parametrize("header,why", [
+    ([1, 2], "not a JSON object"),
+    ("hello", "not a JSON object"),
+    (good_header(version=2), "version"),
+    (good_header(version="1"), "version"),
+    (good_header(probes="work"), "probes"),
+    (good_header(probes=[{"id": 0, "name": 7, "kind": "user", "mechanism": "uprobe"}]), "probes"),
+    (good_header(probes=[{"id": 3, "name": "work", "kind": "user", "mechanism": "uprobe"}]), "probes"),
+    (good_header(snaplen="64"), "snaplen"),
+    (good_header(snaplen=12), "snaplen"),
+    (good_header(snaplen=True), "snaplen"),
+    (good_header(bin_ns=0), "bin_ns"),
+    (good_header(bin_ns=float("nan")), "bin_ns"),
+    (good_header(bin_ns=0.5), "bin_ns"),
+    (good_header(interfaces=["eth0"]), "interfaces"),
+    (good_header(clock={"realtime": "soon"}), "clock"),
+    (good_header(created=-1), "created"),
+])
+def test_a_bad_header_is_one_line_and_exit_2(tmp_path, capsys, header, why):
+    path = in_and_out(tmp_path, header)
+    with pytest.raises(TraceError, match=why):
+        read(path)
+    for code, err in every_command(tmp_path, path, capsys):
+        assert code == 2 and why in err and len(err.strip().splitlines()) <= 1, err
+
+
+@pytest.mark.parametrize("kind,value,why", [
+    (Kind.LOSS, [1, 2], "not a JSON object"),
+    (Kind.LOSS, {"work": -5}, "work"),
+    (Kind.LOSS, {"work": 10**40}, "work"),
+    (Kind.LOSS, {"work": "many"}, "work"),
+    (Kind.LOSS, {"work": True}, "work"),
+    (Kind.LOSS, {"work": 1.5}, "work"),
+    (Kind.END, [1], "not a JSON object"),
+    (Kind.END, {"seconds": "long"}, "seconds"),
+    (Kind.END, {"seconds": -1}, "seconds"),
+    (Kind.END, {"seconds": 1, "lost": {"work": -1}}, "lost"),
+    (Kind.END, {"seconds": 1, "events": 1.5}, "events"),
+])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_bad_json_chunk_is_a_problem_and_skipped(tmp_path, capsys, kind, value, why):
+    path = crafted(tmp_path, good_header(), data(tmp_path, Kind.SPANS, span_events()),
+                   json_chunk(tmp_path, kind, value))
+    raw = read(path)
+    assert len(raw.records[Kind.SPANS]) == 20
+    problem = [p for p in raw.problems if kind.name in p]
+    assert len(problem) == 1 and why in problem[0] and "skipped" in problem[0], raw.problems
+    assert raw.loss == {} and raw.end is None
+    for code, err in every_command(tmp_path, path, capsys):
+        assert code == 0 and err == "", err
+
+
+@pytest.mark.parametrize("kind,fields,why", [
+    (Kind.SPANS, {"tid": 0xFFFF_FFFF}, "tid"),
+    (Kind.SPANS, {"pid": 0xFFFF_FFFF}, "pid"),
+    (Kind.SPANS, {"ts": 2**64 - 1}, "after the capture"),
+    (Kind.SPANS, {"probe": 60000}, "probe"),
+    (Kind.SPANS, {"kind": 7}, "kind"),
+    (Kind.THROUGHPUT, {"ts": 2**64 - 1}, "after the capture"),
+    (Kind.THROUGHPUT, {"direction": 5}, "direction"),
+    (Kind.THROUGHPUT, {"bytes": 2**64 - 1}, "bytes"),
+    (Kind.THROUGHPUT, {"packets": 2**63}, "packets"),
+    (Kind.MEMORY, {"ts": 2**64 - 1}, "after the capture"),
+    (Kind.MEMORY, {"bytes": 2**64 - 1}, "bytes"),
+    (Kind.MEMORY, {"pid": 0xFFFF_FFFE}, "pid"),
+    (Kind.XDP, {"ts": 2**64 - 1}, "after the capture"),
+    (Kind.XDP, {"caplen": 200}, "caplen"),
+])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_bad_records_are_dropped_and_listed(tmp_path, capsys, kind, fields, why):
+    path = in_and_out(tmp_path, good_header(), data(tmp_path, kind, with_records(kind, **fields)))
+    raw = read(path)
+    assert len(raw.records[kind]) == (21 if kind == Kind.SPANS else 1)
+    problem = [p for p in raw.problems if kind.name in p]
+    assert len(problem) == 1 and why in problem[0] and "dropped" in problem[0], raw.problems
+    for code, err in every_command(tmp_path, path, capsys):
+        assert code == 0 and "Traceback" not in err and "Warning" not in err, err
+
+
+def test_loss_marks_follow_the_records_that_were_dropped(tmp_path):
+    bad = span_events(2, start=5000)
+    bad["ts"][0] = 2**64 - 1
+    later = span_events(1, start=9000)
+    path = crafted(tmp_path, good_header(), data(tmp_path, Kind.SPANS, bad),
+                   chunk(tmp_path, Kind.SPANS, later, len(later), lost=3))
+    raw = read(path)
+    assert len(raw.records[Kind.SPANS]) == 5 and raw.loss_marks == [(Kind.SPANS, 3, 3)]
+    assert load(path).loss_marks().tolist() == [(9000, 3)]
+
+
+def test_a_chunk_whose_count_disagrees_with_its_length_is_skipped(tmp_path):
+    path = crafted(tmp_path, good_header(), data(tmp_path, Kind.SPANS, span_events()),
+                   chunk(tmp_path, Kind.SPANS, span_events(), 7))
+    raw = read(path)
+    assert len(raw.records[Kind.SPANS]) == 20
+    assert any("7 records" in p and "skipped" in p for p in raw.problems), raw.problems
+
+
+def test_records_far_past_the_end_of_a_capture_without_an_end_chunk_are_dropped(tmp_path):
+    events = span_events()
+    events["ts"][-1] = 2**62
+    path = crafted(tmp_path, good_header(), data(tmp_path, Kind.SPANS, events))
+    raw = read(path)
+    assert len(raw.records[Kind.SPANS]) == 19 and any("after the capture" in p for p in raw.problems)
+
+
+def test_series_of_far_apart_samples_stay_small(tmp_path):
+    # Two throughput bins a year apart, within what the header allows: resampled, not 3e9 bins.
+    year = 365 * 86400 * 10**9
+    samples = with_records(Kind.THROUGHPUT, ts=2000 + year)
+    path = crafted(tmp_path, good_header(bin_ns=10**6), data(tmp_path, Kind.SPANS, span_events()),
+                   data(tmp_path, Kind.THROUGHPUT, samples),
+                   json_chunk(tmp_path, Kind.END, {"seconds": 2 * year / 1e9}))
+    trace = load(path)
+    assert trace.problems == []
+    ((times, values),) = trace.series("throughput", 10**6).values()
+    assert len(times) <= 1 << 22 and values.sum() * (times[1] - times[0]) / 1e9 == pytest.approx(200)
+
+
+@pytest.mark.parametrize("case", ["header_list", "loss_list", "tid", "ts"])
+def test_crafted_traces_through_the_cli(tmp_path, case):
+    bad_spans = with_records(Kind.SPANS, tid=0xFFFF_FFFF) if case == "tid" else with_records(Kind.SPANS, ts=2**64 - 1)
+    path = {
+        "header_list": lambda: in_and_out(tmp_path, [1, 2]),
+        "loss_list": lambda: in_and_out(tmp_path, good_header(), json_chunk(tmp_path, Kind.LOSS, [1, 2])),
+        "tid": lambda: in_and_out(tmp_path, good_header(), data(tmp_path, Kind.SPANS, bad_spans)),
+        "ts": lambda: in_and_out(tmp_path, good_header(), data(tmp_path, Kind.SPANS, bad_spans),
+                                 data(tmp_path, Kind.THROUGHPUT, with_records(Kind.THROUGHPUT, ts=2**64 - 1))),
+    }[case]()
+    for args in (["report", path], ["export", path, "--perfetto", tmp_path / "x.json", "--csv", tmp_path / "x.csv"]):
+        result = netprof(*args)
+        assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr
+        if case == "header_list":
+            assert_one_line(result, str(path), "header")
+        else:
+            assert result.returncode == 0, result.stderr
+    if case != "header_list":
+        assert "warning:" in netprof("report", path).stdout

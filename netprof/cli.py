@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import math
 import os
+import signal
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from . import __version__, outfile
+from . import __version__, infile, outfile
 
 EXAMPLES = """\
 examples:
@@ -27,9 +31,19 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
+# Far above any program the kernel loads (a million instructions), far below what hurts to read.
+PROGRAM_FILE_LIMIT = 64 << 20
+CONFIG_FILE_LIMIT = 1 << 20
+
+
 def _read(path: str) -> bytes:
+    """A program's text or bytecode: a regular file or stdin, at most PROGRAM_FILE_LIMIT bytes."""
     try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            return infile.read_at_most(sys.stdin.buffer, PROGRAM_FILE_LIMIT, "stdin")
+        return infile.read_regular(path, PROGRAM_FILE_LIMIT, hint="give a file, or - to read stdin")
+    except infile.InputError as err:
+        raise UsageError(str(err)) from None
     except OSError as err:
         raise UsageError(f"cannot read {path}: {err.strerror}") from None
 
@@ -164,7 +178,7 @@ def _probe_names(args: argparse.Namespace) -> tuple[list[str], list[str], list[s
             kernel.append(rest)
         elif kind in ("uprobe", "uretprobe", "u", "ur") and rest:
             user.append(rest)
-        elif kind in ("tracepoint", "t") and rest.count(":") == 1:
+        elif kind in ("tracepoint", "t") and _is_tracepoint(rest):
             tracepoints.append(rest)
         else:
             raise UsageError(f"cannot read probe {name!r}: use kprobe:FUNC, uprobe:PATH:SYMBOL or "
@@ -174,37 +188,115 @@ def _probe_names(args: argparse.Namespace) -> tuple[list[str], list[str], list[s
 
 
 def _config(path: str) -> dict:
+    """The settings of a TOML profile, each checked as its command-line option is."""
     import tomllib
 
     try:
-        with open(path, "rb") as f:
-            config = tomllib.load(f)
-    except OSError as err:
-        raise UsageError(f"cannot read config {path}: {err.strerror}") from None
+        data = infile.read_regular(path, CONFIG_FILE_LIMIT, "config", hint="give the profile's TOML file")
+        config = tomllib.loads(data.decode())
+    except infile.InputError as err:
+        raise UsageError(str(err)) from None
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise UsageError(f"config {path} is not UTF-8 (byte {data[err.start]:#04x} on line {line}): TOML files "
+                         "are UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"config {path} is not valid TOML: {err}") from None
-    known = {"kernel", "user", "net", "xdp", "throughput", "memory", "pid", "duration", "output", "snaplen",
-             "tracepoints", "memory_interval", "xdp_mode", "xdp_attach", "sockets", "buffer"}
-    unknown = set(config) - known
+    unknown = set(config) - set(SETTINGS)
     if unknown:
-        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
-    kinds = {"net": bool, "throughput": bool, "memory": bool, "sockets": bool, "buffer": int, "pid": int,
-             "snaplen": int, "duration": (int, float),
-             "memory_interval": (int, float), "output": str, "xdp_mode": str, "xdp_attach": str}
+        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(SETTINGS))})")
     for key, value in config.items():
-        wanted = kinds.get(key, (str, list))
-        if not isinstance(value, wanted) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
-            raise UsageError(f"config {path}: {key} = {value!r} has the wrong type")
+        _checked(key, value, config=path)
     return config
 
 
-def cmd_attach(args: argparse.Namespace) -> int:
-    import signal
+@dataclass(frozen=True)
+class _Setting:
+    option: str                   # how the command line spells it
+    expected: str                 # a good value, in words
+    valid: Callable[[Any], bool]
 
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML's true is an int to Python
+
+
+def _is_finite(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _is_tracepoint(name: str) -> bool:
+    category, _, event = name.partition(":")
+    return bool(category and event) and ":" not in event
+
+
+def _names(each: Callable[[str], bool] = bool) -> Callable[[Any], bool]:
+    """A test for a name or a list of names, each a string that passes ``each``."""
+    def valid(value: Any) -> bool:
+        names = [value] if isinstance(value, str) else value
+        return isinstance(names, list) and all(isinstance(name, str) and each(name) for name in names)
+
+    return valid
+
+
+_YEAR = 365 * 86400
+_FLAG = ("true or false", lambda value: isinstance(value, bool))
+SETTINGS = {
+    "duration": _Setting("-d/--duration", "seconds above 0 and at most a year (leave it out to stop with Ctrl-C)",
+                         lambda v: _is_finite(v) and 0 < v <= _YEAR),
+    "memory_interval": _Setting("--memory-interval", "milliseconds between 1 and 60000",
+                                lambda v: _is_finite(v) and 1 <= v <= 60_000),
+    "snaplen": _Setting("--snaplen", "a multiple of 8 between 8 and 1024",
+                        lambda v: _is_int(v) and 8 <= v <= 1024 and v % 8 == 0),
+    "buffer": _Setting("--buffer", "MiB, a power of two between 1 and 4096",
+                       lambda v: _is_int(v) and 1 <= v <= 4096 and v & (v - 1) == 0),
+    "pid": _Setting("-p/--pid", "a process id (a positive integer)", lambda v: _is_int(v) and v > 0),
+    "xdp_mode": _Setting("--xdp-mode", "auto, native or generic", lambda v: v in ("auto", "native", "generic")),
+    "xdp_attach": _Setting("--xdp-attach", "auto, bpf_link or netlink", lambda v: v in ("auto", "bpf_link", "netlink")),
+    "output": _Setting("-o/--output", "a file name (a string)", lambda v: isinstance(v, str) and v != ""),
+    "kernel": _Setting("-k/--kernel", "a function name or a list of them", _names()),
+    "user": _Setting("-u/--user", "PATH:SYMBOL or a list of them", _names()),
+    "xdp": _Setting("-x/--xdp", "an interface name or a list of them", _names()),
+    "tracepoints": _Setting("tracepoint:CATEGORY:NAME", 'CATEGORY:NAME or a list of them, e.g. ["net:net_dev_queue"]',
+                            _names(_is_tracepoint)),
+    "net": _Setting("--net", *_FLAG),
+    "throughput": _Setting("-t/--throughput", *_FLAG),
+    "memory": _Setting("-m/--memory", *_FLAG),
+    "sockets": _Setting("--sockets", *_FLAG),
+}
+
+
+def _checked(key: str, value: Any, config: str | None = None) -> Any:
+    """``value`` if it is a good value of the setting ``key``; else UsageError naming where it
+    came from (the option, or the config file and key) and what is expected."""
+    setting = SETTINGS[key]
+    if setting.valid(value):
+        return value
+    where = f"config {config}: {key} = {_toml(value)}" if config else f"{setting.option} {_toml(value)}"
+    raise UsageError(f"{where}: expected {setting.expected}")
+
+
+def _toml(value: Any) -> str:
+    """``value`` as TOML writes it (true, nan, "text"), for messages."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return f"[{', '.join(map(_toml, value))}]"
+    return repr(value)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
     from .loader.syscall import BpfError
     from .session import Session, SessionError
 
     config = _config(args.config) if args.config else {}
+    for key in ("duration", "memory_interval", "snaplen", "buffer", "pid"):
+        if getattr(args, key) is not None:
+            _checked(key, getattr(args, key))
     kernel, user, tracepoints = _probe_names(args)
     as_list = lambda v: [v] if isinstance(v, str) else list(v or ())  # noqa: E731
     kernel += [k for k in _split(as_list(config.get("kernel"))) if k not in kernel]
@@ -212,8 +304,6 @@ def cmd_attach(args: argparse.Namespace) -> int:
     tracepoints += as_list(config.get("tracepoints"))
     xdp = _split(args.xdp) + as_list(config.get("xdp"))
     duration = args.duration if args.duration is not None else config.get("duration")
-    if duration is not None and duration <= 0:
-        raise UsageError(f"duration must be positive, not {duration}")
     pid = args.pid if args.pid is not None else config.get("pid")
     if pid is not None and not os.path.exists(f"/proc/{pid}"):
         raise UsageError(f"no process {pid}")
@@ -319,6 +409,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.parquet:
             spans.to_parquet(args.parquet)
             print(f"wrote {args.parquet}: {len(spans):,} spans")
+    except BrokenPipeError:
+        raise  # stdout's reader went away: not a file that could not be written (see main)
     except (OSError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     return 0
@@ -510,9 +602,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # output that fit in the buffer meets a closed pipe only here
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except UsageError as err:
         print(f"netprof {args.command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """Whoever read our stdout has stopped (``netprof report T | head -1``): end quietly, the way
+    cat or grep do. 141 (128 + SIGPIPE) is the status a shell shows for them, so a pipeline under
+    ``set -o pipefail`` treats netprof alike, and 141 is no status netprof uses for anything else.
+    SIGPIPE itself stays ignored, as Python sets it: dying of it in the middle of a capture could
+    leave probes attached. stdout now points to /dev/null, so that Python's last flush at exit
+    does not fail again (the recipe of Python's documentation, signal module, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE

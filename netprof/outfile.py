@@ -49,7 +49,7 @@ def check_target(path: str | os.PathLike) -> Path:
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        kind = _kind(st.st_mode)
+        kind = kind_of(st.st_mode)
         raise OutputError(f"will not write {path}: it is {kind}, not a regular file; give a new file name")
     folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -57,7 +57,8 @@ def check_target(path: str | os.PathLike) -> Path:
     return path
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular one is, in words (from its st_mode)."""
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
         if test(mode):

@@ -109,6 +109,8 @@ class Session:
                                "an interface (-x), --throughput or --memory")
         if snaplen <= 0 or snaplen % 8 or snaplen > 1024:
             raise SessionError(f"snap length {snaplen} must be a multiple of 8 between 8 and 1024")
+        if not 0.001 <= memory_interval <= 60:  # false for nan too
+            raise SessionError(f"memory interval {memory_interval} s must be between 1 ms and 60 s")
         self.probes: list[Probe] = []
         self.summary = Summary(output=str(self.output))
         self._stop = threading.Event()

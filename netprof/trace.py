@@ -11,6 +11,7 @@ statistics and resampled series, all vectorised.
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -231,8 +232,11 @@ class Trace:
 
     def series(self, kind: str, resolution: float) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
         """Throughput ("throughput": bytes/s per (ifindex, direction)) or memory ("memory": bytes per
-        pid) resampled to ``resolution`` ns (throughput: never finer than the capture's kernel bins):
+        pid) resampled to ``resolution`` ns (throughput: never finer than the capture's kernel bins;
+        neither in more than MAX_SERIES_BINS bins: a multiple of ``resolution`` where it would be):
         {key: (bin start times, values)}."""
+        if not (math.isfinite(resolution) and resolution >= 1):
+            raise ValueError(f"series resolution {resolution} ns: expected a finite number of at least 1")
         origin = self.time_range[0]
         if kind == "throughput":
             data, keys, value = self.throughput, ("ifindex", "direction"), "bytes"
@@ -245,6 +249,7 @@ class Trace:
         out = {}
         if not data.size:
             return out
+        resolution = _coarse_enough(resolution, int(data["ts"].max()) - origin)
         bins = ((data["ts"] - origin) // int(resolution)).astype(np.int64)
         group = np.stack([data[k].astype(np.int64) for k in keys])
         for key in np.unique(group, axis=1).T:
@@ -260,6 +265,14 @@ class Trace:
                 values = values[np.maximum.accumulate(filled)]
             out[tuple(int(k) for k in key)] = (origin + np.arange(width) * int(resolution), values)
         return out
+
+
+MAX_SERIES_BINS = 1 << 22  # 32 MiB of float64 a series: 11 hours in the viewer's 10 ms bins
+
+
+def _coarse_enough(resolution: float, span_ns: int) -> float:
+    """``resolution``, or the smallest multiple of it that covers ``span_ns`` in MAX_SERIES_BINS bins."""
+    return resolution * max(1, math.ceil((span_ns + 1) / (resolution * MAX_SERIES_BINS)))
 
 
 def _reuse_freed_memory() -> None:

@@ -11,7 +11,9 @@ kind its size and {field: [offset, numpy format]}).
 Data chunks hold records exactly as the probes wrote them; ``lost`` counts the events of that
 kind the kernel could not deliver since the previous chunk. LOSS (JSON, per probe, cumulative)
 and END (JSON summary) close a capture. A file cut short loads every complete chunk; a chunk
-whose checksum fails is skipped and reported. Reading never executes anything from the file.
+whose checksum fails is skipped and reported. Reading never executes anything from the file, and
+checks what it reads (tracecheck.py): a bad header is an error, a bad JSON chunk is skipped, bad
+records are dropped, each listed in the trace's problems.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from . import outfile
+from . import infile, outfile, tracecheck
 from .probes import layout
 
 MAGIC = b"NETPROF\x01"
@@ -144,16 +146,21 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
     each record kind is copied once, straight into its array."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        fd = infile.open_regular(path, hint="give a trace file written by netprof attach")
+    except infile.InputError as err:
+        raise TraceError(str(err)) from None
+    try:
+        st = os.fstat(fd)
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else None
     except OSError as err:
         raise TraceError(f"cannot read {path}: {err.strerror}") from None
+    finally:
+        os.close(fd)
     if mapped is None:
         raise TraceError(f"{path} is empty")
     data = memoryview(mapped)
     try:
-        return _parse(path, mapped, data, on_progress)
+        return _parse(path, mapped, data, on_progress, st.st_mtime_ns)
     finally:
         data.release()
         try:
@@ -162,10 +169,11 @@ def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
             pass
 
 
-def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawTrace:
+def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress, mtime_ns: int) -> RawTrace:
     if bytes(data[: len(MAGIC)]) != MAGIC:
         raise TraceError(f"{path} is not a netprof trace (bad magic)")
     header: dict[str, Any] | None = None
+    header_trouble = "none found"
     chunks: dict[Kind, list[tuple[int, int]]] = {}
     lost = {kind: 0 for kind in Kind}
     loss: dict[str, int] = {}
@@ -214,41 +222,77 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress) -> RawT
             problems.append(f"chunk of unknown kind {kind} at byte {start - CHUNK.size}: skipped")
             continue
         kind = Kind(kind)
-        lost[kind] += chunk_lost
+        at = start - CHUNK.size
         if kind in JSON_KINDS:
             try:
                 value = json.loads(text)
-            except ValueError:
-                problems.append(f"{kind.name} chunk at byte {start - CHUNK.size} is not JSON: skipped")
+            except (ValueError, RecursionError):
+                problems.append(f"{kind.name} chunk at byte {at} is not JSON: skipped")
                 continue
+            trouble = _JSON_CHECKS[kind](value)
+            if trouble:
+                problems.append(f"{kind.name} chunk at byte {at} is bad ({trouble}): skipped")
+                header_trouble = trouble if kind == Kind.HEADER else header_trouble
+                continue
+            lost[kind] += chunk_lost
             if kind == Kind.HEADER and header is None:
                 header = value
             elif kind == Kind.LOSS:
-                loss = {str(k): int(v) for k, v in value.items()}
+                loss = value
             elif kind == Kind.END:
                 end = value
             continue
+        if header is None:  # the header says how large a packet record is, and what a probe id means
+            problems.append(f"{kind.name} chunk at byte {at} comes before the header: skipped")
+            continue
+        itemsize = _layouts(header.get("snaplen", 64))[kind].size
+        if count * itemsize != length:
+            problems.append(f"{kind.name} chunk at byte {at} says it holds {count} records but has {length} bytes "
+                            f"({itemsize} a record): skipped")
+            continue
+        lost[kind] += chunk_lost
         chunks.setdefault(kind, []).append((start, stop))
         if chunk_lost:
             marks.append((kind, len(chunks[kind]) - 1, chunk_lost))
     if header is None:
-        raise TraceError(f"{path} has no readable header chunk")
+        raise TraceError(f"{path} has no readable header chunk ({header_trouble})")
     import numpy as np
 
+    last_ts = tracecheck.capture_end(header, end, mtime_ns)
     records, first_record = {}, {}
-    for kind, rec in _layouts(int(header.get("snaplen", 64))).items():
+    for kind, rec in _layouts(header.get("snaplen", 64)).items():
         dtype = rec.dtype()
         spans = chunks.get(kind, [])
-        whole = [(a, b - (b - a) % dtype.itemsize) for a, b in spans]
-        first_record[kind] = np.cumsum([0] + [b - a for a, b in whole]) // dtype.itemsize
-        if whole != spans:
-            problems.append(f"{kind.name} records are not a whole number of {dtype.itemsize}-byte records")
-        out = np.empty(sum(b - a for a, b in whole) // dtype.itemsize, dtype)
+        first_record[kind] = np.cumsum([0] + [b - a for a, b in spans]) // dtype.itemsize
+        out = np.empty(sum(b - a for a, b in spans) // dtype.itemsize, dtype)
         raw, at = out.view(np.uint8), 0
-        for a, b in whole:
+        for a, b in spans:
             with data[a:b] as chunk:
                 raw[at:at + b - a] = np.frombuffer(chunk, np.uint8)
             at += b - a
-        records[kind] = out
+        records[kind], first_record[kind] = _good_records(kind, out, first_record[kind], header, last_ts, problems)
     loss_marks = [(kind, int(first_record[kind][chunk]), n) for kind, chunk, n in marks if kind in first_record]
     return RawTrace(path, header, records, lost, loss, end, problems, loss_marks)
+
+
+def _good_records(kind: Kind, records, first_record, header: dict[str, Any], last_ts: int, problems: list[str]):
+    """``records`` without those tracecheck finds bad (each flaw listed in ``problems``), and
+    ``first_record`` (the index of each chunk's first record) moved to match."""
+    import numpy as np
+
+    flaws = tracecheck.bad_records(kind.name, records, header, last_ts)
+    if not flaws:
+        return records, first_record
+    bad = np.zeros(len(records), bool)
+    for why, mask in flaws:
+        problems.append(f"{kind.name}: dropped {int(mask.sum()):,} of {len(records):,} records {why}")
+        bad |= mask
+    dropped_before = np.concatenate([[0], np.cumsum(bad)])
+    return records[~bad], first_record - dropped_before[first_record]
+
+
+_JSON_CHECKS = {
+    Kind.HEADER: lambda value: tracecheck.header_problem(value, VERSION),
+    Kind.LOSS: tracecheck.loss_problem,
+    Kind.END: tracecheck.end_problem,
+}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Self
 
+from .. import infile
 from . import x86
 
 log = logging.getLogger(__name__)
@@ -293,12 +294,14 @@ class _Elf:
 
     @classmethod
     def open(cls, path: str) -> _Elf:
+        if not os.path.exists(path):
+            raise ElfError(f"no such file: {path}; check the path of the program or library to probe")
         try:
-            stream = open(path, "rb")  # noqa: SIM115 (closed by close())
-        except FileNotFoundError:
-            raise ElfError(f"no such file: {path}; check the path of the program or library to probe") from None
-        except OSError as e:
-            raise ElfError(f"cannot read {path} ({e.strerror}): check its permissions") from None
+            # a regular file only: opening a FIFO would block until something writes into it
+            stream = os.fdopen(infile.open_regular(path, hint="give the path of an executable or shared library"),
+                               "rb")
+        except infile.InputError as e:
+            raise ElfError(str(e)) from None
         return cls(path, stream)
 
     def close(self) -> None:

@@ -270,12 +270,12 @@ def stripped_copy(target_program, tmp_path):
     (["-u", "TARGET:no_such_symbol"], "no function 'no_such_symbol'"),
     (["-u", "STRIPPED:work"], "stripped"),
     (["-x", "npnosuchif0"], "no network interface 'npnosuchif0'"),
-    (["--net", "--snaplen", "7"], "snap length 7"),
+    (["--net", "--snaplen", "7"], "--snaplen 7: expected a multiple of 8"),
     (["-c", "CONFIG"], "not valid TOML"),
-    (["-c", "TYPED"], "duration = '10' has the wrong type"),
+    (["-c", "TYPED"], 'duration = "10": expected seconds above 0'),
     (["foo:bar"], "cannot read probe 'foo:bar'"),
     (["--net", "-p", "999999999"], "no process 999999999"),
-    (["--net", "-d", "-1"], "duration must be positive"),
+    (["--net", "-d", "-1"], "-d/--duration -1: expected seconds above 0"),
     (["tracepoint:net:no_such_tp"], "no tracepoint net:no_such_tp"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, target_program, tmp_path):

@@ -261,6 +261,7 @@ SETTINGS = {
                             _names(_is_tracepoint)),
     "net": _Setting("--net", *_FLAG),
     "throughput": _Setting("-t/--throughput", *_FLAG),
+    "all_netns": _Setting("--all-netns", *_FLAG),
     "memory": _Setting("-m/--memory", *_FLAG),
     "sockets": _Setting("--sockets", *_FLAG),
 }
@@ -318,7 +319,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
                           xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"),
                           xdp_attach=args.xdp_attach or config.get("xdp_attach", "auto"), status=args.verbose > 0,
                           sockets=args.sockets or config.get("sockets", False),
-                          buffer_mib=args.buffer if args.buffer is not None else config.get("buffer", 16))
+                          buffer_mib=args.buffer if args.buffer is not None else config.get("buffer", 16),
+                          all_netns=args.all_netns or config.get("all_netns", False))
     except SessionError as err:
         raise UsageError(str(err)) from None
     if args.verbose > 1:
@@ -528,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for netprof detach), or auto: a link where the kernel has them (default)")
     p.add_argument("--snaplen", type=int, help="packet bytes kept per XDP record (multiple of 8, default 64)")
     p.add_argument("-t", "--throughput", action="store_true", help="packets and bytes per interface over time")
+    p.add_argument("--all-netns", action="store_true",
+                   help="with -t: count every network namespace (each interface labelled with its namespace), "
+                        "not only the one netprof runs in")
     p.add_argument("-m", "--memory", action="store_true", help="memory in use over time (system and processes)")
     p.add_argument("--memory-interval", type=float, metavar="MS", help="memory sampling interval (default 10 ms)")
     p.add_argument("--sockets", action="store_true",

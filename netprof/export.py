@@ -54,8 +54,8 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
                     f'"ret":{a["ret"][i]},"self_ns":{a["self"][i]},"flags":{a["flags"][i]}}}}},\n')
         counts["spans"] = len(a)
         bin_ns = trace.header.get("bin_ns", 10_000_000)
-        for (ifindex, direction), (times, values) in trace.series("throughput", bin_ns).items():
-            name = f"{trace.header.get('interfaces', {}).get(str(ifindex), ifindex)} {'rx' if direction == 0 else 'tx'}"
+        for (netns, ifindex, direction), (times, values) in trace.series("throughput", bin_ns).items():
+            name = f"{trace.interface_name(netns, ifindex)} {'rx' if direction == 0 else 'tx'}"
             for t, v in zip((times - origin) / 1e3, values, strict=True):
                 f.write(f'{{"ph":"C","name":"throughput {name}","pid":{COUNTER_PID},"ts":{t:.3f},'
                         f'"args":{{"bits/s":{v * 8:.0f}}}}},\n')

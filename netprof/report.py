@@ -70,12 +70,14 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
     if tput.size:
         rows = []
         bin_s = trace.header.get("bin_ns", 10_000_000) / 1e9
-        for ifindex in np.unique(tput["ifindex"]):
+        interfaces = np.unique(tput[["netns", "ifindex"]])
+        for netns, ifindex in interfaces.tolist():
             for direction, name in ((0, "rx"), (1, "tx")):
-                mine = tput[(tput["ifindex"] == ifindex) & (tput["direction"] == direction)]
+                mine = tput[(tput["netns"] == netns) & (tput["ifindex"] == ifindex) & (tput["direction"] == direction)]
                 if mine.size:
                     peak = mine["bytes"].max() * 8 / bin_s
-                    rows.append([_ifname(trace, int(ifindex)), name, f"{int(mine['packets'].sum()):,}",
+                    label = f"{trace.interface_name(netns, ifindex)} ({ifindex})"
+                    rows.append([label, name, f"{int(mine['packets'].sum()):,}",
                                  f"{int(mine['bytes'].sum()):,}", f"{peak / 1e6:,.1f} Mbit/s"])
         out += ["", "throughput:", _table(["interface", "dir", "packets", "bytes", "peak"], rows)]
     memory = trace.memory

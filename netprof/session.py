@@ -49,6 +49,10 @@ PACKET_RING = 1 << 25
 POLL_SECONDS = 0.01
 FIRST_POLL_SECONDS = 0.001  # until the first event: it shows up within a millisecond, not ten
 THROUGHPUT_FLUSH_SECONDS = 0.1
+# The throughput map: (10 ms bin, netns, interface, direction) keys not yet flushed; at 10 flushes a
+# second that is room for ~3,000 interface directions. Beyond it, packets are counted as lost.
+THROUGHPUT_ENTRIES = 1 << 16
+THROUGHPUT_LOSS = -1  # the loss counters' key for packets the throughput map had no room for
 
 
 class SessionError(Exception):
@@ -90,7 +94,7 @@ class Session:
                  memory: bool = False, pid: int | None = None, output: str | os.PathLike = "netprof.trace",
                  snaplen: int = 64, memory_interval: float = 0.01, bin_ms: float = 10.0,
                  xdp_mode: str = "auto", xdp_attach: str = "auto", status: bool = False, sockets: bool = False,
-                 buffer_mib: int = 16):
+                 buffer_mib: int = 16, all_netns: bool = False):
         self.kernel, self.user, self.net, self.tracepoints = list(kernel), list(user), net, list(tracepoints)
         self.xdp, self.throughput, self.memory, self.pid = list(dict.fromkeys(xdp)), throughput, memory, pid
         self.output, self.snaplen, self.memory_interval = Path(output), snaplen, memory_interval
@@ -98,6 +102,7 @@ class Session:
         if xdp_attach not in ("auto", "bpf_link", "netlink"):
             raise SessionError(f"XDP attach method {xdp_attach!r} is not auto, bpf_link or netlink")
         self.xdp_attach = xdp_attach
+        self.all_netns = all_netns  # throughput of every network namespace, not only this one
         self.sockets = sockets  # with memory: also the kernel's socket buffer memory
         if buffer_mib < 1 or buffer_mib & (buffer_mib - 1) or buffer_mib > 4096:
             raise SessionError(f"ring buffer size {buffer_mib} MiB must be a power of two between 1 and 4096")
@@ -123,6 +128,8 @@ class Session:
         self._plan: list = []
         self._lost_seen: dict[int, int] = {}
         self._pids_seen: set[int] = set()
+        self._netns_seen: set[int] = set()
+        self._comms: dict[str, str] = {}  # pid -> comm, read when the pid is first seen
         self._user_probe_ids: list[int] = []
 
     # --- planning: everything checked before anything is attached ---------------------------------
@@ -260,8 +267,10 @@ class Session:
         self.events = enter(RingBuffer.create(self.ring_bytes, "netprof_events"))
         self.packets = enter(RingBuffer.create(PACKET_RING, "netprof_packets")) if self.xdp else None
         self.counts = enter(Map.create(MapType.PERCPU_HASH, key_size=packets.THROUGHPUT_KEY,
-                                       value_size=packets.THROUGHPUT_VALUE, max_entries=1 << 16,
+                                       value_size=packets.THROUGHPUT_VALUE, max_entries=THROUGHPUT_ENTRIES,
                                        name="netprof_counts")) if self.throughput else None
+        self.overflow = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64, max_entries=1,
+                                         name="netprof_tover")) if self.throughput else None
         self.control = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint32, max_entries=1,
                                         name="netprof_ctl"))
         maps = {"events": self.events.map, "lost": self.lost, "control": self.control}
@@ -272,7 +281,8 @@ class Session:
         self._user_probe_ids = [p.id for p in self.probes if p.kind == "user"]
         self._writer = TraceWriter(self.output, new_header(
             [p.row() for p in self.probes], self.snaplen, bin_ns=self.bin_ns, pid=self.pid,
-            command=" ".join(sys.argv), interfaces=_interfaces()))
+            command=" ".join(sys.argv), interfaces=_interfaces(), netns=os.stat("/proc/self/ns/net").st_ino,
+            all_netns=self.all_netns))
         self._stack.callback(self._writer.close)
         self.control[0] = 1  # every probe is attached: start recording (see spans.span_program)
 
@@ -346,17 +356,20 @@ class Session:
             raise SessionError(str(err)) from None
 
     def _attach_throughput(self) -> None:
+        """Packets and bytes per (network namespace, interface, direction), counted where the
+        interface's own counters count them (see packets.throughput_program)."""
         from .loader.btf import vmlinux
 
-        btf = vmlinux()
-        dev = btf.member_offset("struct sk_buff", "dev")
-        ifindex = btf.member_offset("struct net_device", "ifindex")
-        for direction, tracepoint in ((RX, "net:netif_receive_skb"), (TX, "net:net_dev_xmit")):
-            fmt = attach.tracepoint_format(*tracepoint.split(":"))
-            program = packets.throughput_program(direction, (fmt["len"].offset, fmt["len"].size),
-                                                 fmt["skbaddr"].offset, dev, ifindex, self.bin_ns)
-            prog = self._prog(program, ProgType.TRACEPOINT, "np_throughput", {"counts": self.counts})
-            self._link(attach.attach_tracepoint(prog, tracepoint))
+        offsets = packets.Offsets.from_btf(vmlinux())
+        netns = 0 if self.all_netns else os.stat("/proc/self/ns/net").st_ino
+        maps = {"counts": self.counts, "overflow": self.overflow}
+        for direction, names in ((RX, packets.RX_TRACEPOINTS), (TX, (packets.TX_TRACEPOINT,))):
+            prog = self._prog(packets.throughput_program(direction, offsets, netns, self.bin_ns),
+                              ProgType.RAW_TRACEPOINT, "np_throughput", maps)
+            for name in names:
+                if name in packets.RX_TRACEPOINTS and not (attach.tracefs() / "events/net" / name).is_dir():
+                    continue  # not in this kernel (netif_rx_ni_entry went in 5.18)
+                self._link(attach.attach_raw_tracepoint(prog, name))
 
     # --- running ----------------------------------------------------------------------------------
 
@@ -393,8 +406,8 @@ class Session:
             self._writer.write(Kind.SPANS, records, count, lost=self._pending_loss)
             self._pending_loss = 0
             self.summary.events += count
-            if count and self.memory and self._user_probe_ids:
-                self._note_user_pids(records)
+            if count and self._user_probe_ids:
+                self._note_user_pids(records)  # after the chunk is written: numpy is slow to import
         if self.packets is not None:
             batch, count = self.packets.read_packed(layout.xdp_packet(self.snaplen).size)
             if count:
@@ -402,12 +415,16 @@ class Session:
                 self.summary.packets += count
 
     def _note_user_pids(self, records: bytearray) -> None:
-        """Remember the processes the user probes fired in: the memory sampler follows their RSS."""
-        import numpy as np  # only with --memory and user probes: numpy stays off the plain capture path
+        """Remember the processes the user probes fired in, and their names while they run: the
+        memory sampler follows their RSS, the viewer names their lanes."""
+        import numpy as np  # only with user probes: numpy stays off the plain capture path
 
         spans = np.frombuffer(records, layout.SPAN.dtype())
         mine = spans["pid"][np.isin(spans["probe"], self._user_probe_ids)]
-        self._pids_seen.update(np.unique(mine).tolist())
+        for pid in set(np.unique(mine).tolist()) - self._pids_seen:
+            with contextlib.suppress(OSError):
+                self._comms[str(pid)] = Path(f"/proc/{pid}/comm").read_text().strip()
+            self._pids_seen.add(pid)
 
     def _lost_by_probe(self) -> dict[int, int]:
         """Per probe: records the ring buffer had no room for, plus hits the kernel skipped because
@@ -423,7 +440,12 @@ class Session:
         for probe_id, missed in self._missed.values():
             if missed:
                 out[probe_id] = out.get(probe_id, 0) + missed
+        if self.overflow is not None and self.overflow[0]:
+            out[THROUGHPUT_LOSS] = self.overflow[0]
         return out
+
+    def _loss_name(self, probe_id: int) -> str:
+        return "throughput (its map was full)" if probe_id == THROUGHPUT_LOSS else self.probes[probe_id].name
 
     def _check_loss(self) -> None:
         """Read the per-probe loss counters; the news goes into the next chunk and a LOSS chunk."""
@@ -432,7 +454,7 @@ class Session:
             return
         self._pending_loss += sum(lost.values()) - sum(self._lost_seen.values())
         self._lost_seen = lost
-        self._writer.write_json(Kind.LOSS, {self.probes[i].name: n for i, n in lost.items()})
+        self._writer.write_json(Kind.LOSS, {self._loss_name(i): n for i, n in lost.items()})
 
     def _sample_memory(self) -> None:
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -456,11 +478,12 @@ class Session:
             per_entry = len(counters) // n
             for i in range(n):
                 raw_key = key[i * packets.THROUGHPUT_KEY:(i + 1) * packets.THROUGHPUT_KEY]
-                bin_, ifindex, direction = packets.THROUGHPUT_KEY_STRUCT.unpack(raw_key)
+                bin_, ifindex, netns, direction, _ = packets.THROUGHPUT_KEY_STRUCT.unpack(raw_key)
                 if not final and bin_ >= current - 1:
                     continue  # still filling
                 mine = counters[i * per_entry:(i + 1) * per_entry]
-                rows.append((bin_ * self.bin_ns, ifindex, direction, sum(mine[0::2]), sum(mine[1::2])))
+                rows.append((bin_ * self.bin_ns, ifindex, direction, sum(mine[0::2]), sum(mine[1::2]), netns))
+                self._netns_seen.add(netns)
                 done.append(raw_key)
         for raw_key in done:
             with contextlib.suppress(KeyError):
@@ -495,10 +518,23 @@ class Session:
         self._flush_throughput(final=True)
         self._check_loss()
         self._drain()  # carries the last loss count
-        self.summary.lost = {self.probes[i].name: n for i, n in self._lost_seen.items()}
+        self.summary.lost = {self._loss_name(i): n for i, n in self._lost_seen.items()}
+        self._writer.write_json(Kind.NAMES, self._names())
         self._writer.write_json(Kind.END, {"seconds": self.summary.seconds, "events": self.summary.events,
                                            "packets": self.summary.packets, "lost": self.summary.lost})
         self.summary.bytes_written = self._writer.bytes
+
+
+    def _names(self) -> dict:
+        """What the records' numbers name: the processes seen (pid -> comm) and the network
+        namespaces throughput was counted in (inode -> its name and interfaces)."""
+        from .loader import netns
+
+        processes = dict(self._comms)
+        if self.pid and str(self.pid) not in processes:
+            with contextlib.suppress(OSError):
+                processes[str(self.pid)] = Path(f"/proc/{self.pid}/comm").read_text().strip()
+        return {"processes": processes, "netns": netns.describe(self._netns_seen)}
 
 
 def _in_kallsyms(function: str) -> bool:

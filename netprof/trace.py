@@ -230,8 +230,23 @@ class Trace:
             keep &= a["start"] < origin + int(end)
         return Spans(a[keep], self)
 
+    def interface_name(self, netns: int, ifindex: int) -> str:
+        """An interface as the capture saw it: its name in the capturing network namespace
+        ("veth0"), NAME@NAMESPACE in another ("veth0@blue", or @netns:INODE when it has no name
+        under /run/netns), if<ifindex> when the name is not known."""
+        own = self.header.get("netns")
+        if own is None or netns in (own, 0):
+            return self.header.get("interfaces", {}).get(str(ifindex)) or f"if{ifindex}"
+        namespace = self.raw.names["netns"].get(str(netns), {})
+        name = namespace.get("interfaces", {}).get(str(ifindex)) or f"if{ifindex}"
+        return f"{name}@{namespace.get('name') or f'netns:{netns}'}"
+
+    def process_name(self, pid: int) -> str | None:
+        """The process's name (comm) when the capture saw it run, else None."""
+        return self.raw.names["processes"].get(str(pid))
+
     def series(self, kind: str, resolution: float) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
-        """Throughput ("throughput": bytes/s per (ifindex, direction)) or memory ("memory": bytes per
+        """Throughput ("throughput": bytes/s per (netns, ifindex, direction)) or memory ("memory": bytes per
         pid) resampled to ``resolution`` ns (throughput: never finer than the capture's kernel bins;
         neither in more than MAX_SERIES_BINS bins: a multiple of ``resolution`` where it would be):
         {key: (bin start times, values)}."""
@@ -239,7 +254,7 @@ class Trace:
             raise ValueError(f"series resolution {resolution} ns: expected a finite number of at least 1")
         origin = self.time_range[0]
         if kind == "throughput":
-            data, keys, value = self.throughput, ("ifindex", "direction"), "bytes"
+            data, keys, value = self.throughput, ("netns", "ifindex", "direction"), "bytes"
             # The kernel counted in bins of bin_ns: finer bins would put a whole bin's bytes in one.
             resolution = max(resolution, self.header.get("bin_ns", 0))
         elif kind == "memory":

@@ -9,6 +9,7 @@ Each is listed in the trace's problems, never raised from inside analysis.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from .probes.layout import ENTRY, EXIT, MEMORY_SOCKETS, RX, TX
@@ -53,17 +54,59 @@ _HEADER_FIELDS: dict[str, tuple[Any, str]] = {
 }
 
 
-def header_problem(header: Any, version: int) -> str | None:
-    """Why a HEADER chunk's JSON cannot describe a trace of format ``version``, or None when it can."""
+def header_problem(header: Any, versions: tuple[int, ...]) -> str | None:
+    """Why a HEADER chunk's JSON cannot describe a trace of one of the format ``versions``, or None
+    when it can."""
     if not isinstance(header, dict):
         return f"not a JSON object but {_json_type(header)}"
-    if not _is_int(header.get("version")) or header["version"] != version:
-        return f"format version {_short(header.get('version'))}: this netprof reads version {version}"
+    if not _is_int(header.get("version")) or header["version"] not in versions:
+        known = " and ".join(map(str, versions))
+        return (f"format version {_short(header.get('version'))}: this netprof reads versions {known} "
+                "(a newer netprof wrote it? read it with that one)")
+    trouble = layouts_problem(header.get("layouts", {}))
+    if trouble:
+        return f"layouts: {trouble}"
     if "probes" not in header:
         return "no probe table (probes)"
     for key, (valid, expected) in _HEADER_FIELDS.items():
         if key in header and not valid(header[key]):
             return f"{key} = {_short(header[key])}, expected {expected}"
+    return None
+
+
+_FORMAT = re.compile(r"^(\(\d{1,4},\))?[<|]?[ui][1248]$")  # what netprof's layouts use: "<u8", "(64,)u1"
+
+
+def layouts_problem(layouts: Any) -> str | None:
+    """Why the header's record layouts ({kind: {size, fields: {name: [offset, numpy format]}}})
+    cannot be decoded with, or None."""
+    if not isinstance(layouts, dict):
+        return f"not a JSON object but {_json_type(layouts)}"
+    for kind, declared in layouts.items():
+        if not (isinstance(declared, dict) and _is_int(declared.get("size")) and 8 <= declared["size"] <= 1 << 16
+                and isinstance(declared.get("fields"), dict)):
+            return f"{kind}: not {{size, fields}} with a size from 8 to 65536"
+        for name, spec in declared["fields"].items():
+            if not (isinstance(spec, list) and len(spec) == 2 and _is_int(spec[0]) and isinstance(spec[1], str)
+                    and _FORMAT.match(spec[1])):
+                return f"{kind}.{name}: {_short(spec)}, expected [offset, numpy format such as \"<u8\"]"
+            count = int(spec[1][1:spec[1].index(",")]) if spec[1].startswith("(") else 1
+            if not 0 <= spec[0] <= declared["size"] - count * int(spec[1][-1]):
+                return f"{kind}.{name} at offset {spec[0]} lies outside its {declared['size']}-byte record"
+    return None
+
+
+def names_problem(names: Any) -> str | None:
+    """Why a NAMES chunk's JSON is no {processes: {pid: comm}, netns: {inode: {name, interfaces}}}."""
+    if not isinstance(names, dict):
+        return f"not a JSON object but {_json_type(names)}"
+    processes, namespaces = names.get("processes", {}), names.get("netns", {})
+    if not (isinstance(processes, dict) and all(isinstance(c, str) for c in processes.values())):
+        return "processes is not {pid: name}"
+    if not (isinstance(namespaces, dict) and all(
+            isinstance(n, dict) and isinstance(n.get("name", ""), str) and isinstance(n.get("interfaces", {}), dict)
+            and all(isinstance(i, str) for i in n.get("interfaces", {}).values()) for n in namespaces.values())):
+        return "netns is not {inode: {name, interfaces: {ifindex: name}}}"
     return None
 
 

@@ -35,7 +35,10 @@ from .probes import layout
 MAGIC = b"NETPROF\x01"
 CHUNK_MAGIC = b"NPCK"
 CHUNK = struct.Struct("<4sHHIIIIQ")
-VERSION = 1
+# 2: throughput records name their network namespace (netns); NAMES chunks. Older files are read
+# with the layouts their header declares, converted field by field (reader: _decode).
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class Kind(IntEnum):
@@ -46,9 +49,10 @@ class Kind(IntEnum):
     MEMORY = 5
     LOSS = 6
     END = 7
+    NAMES = 8  # what the numbers in records name: processes (pid -> comm), network namespaces
 
 
-JSON_KINDS = {Kind.HEADER, Kind.LOSS, Kind.END}
+JSON_KINDS = {Kind.HEADER, Kind.LOSS, Kind.END, Kind.NAMES}
 
 
 def clock_offsets() -> dict[str, int]:
@@ -138,6 +142,7 @@ class RawTrace:
     end: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)   # truncation, corruption: what was skipped
     loss_marks: list[tuple[Kind, int, int]] = field(default_factory=list)  # (kind, index of the next record, lost)
+    names: dict[str, dict] = field(default_factory=lambda: {"processes": {}, "netns": {}})  # NAMES chunks, merged
 
 
 def read(path: str | os.PathLike, on_progress=None) -> RawTrace:
@@ -177,6 +182,7 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress, mtime_n
     chunks: dict[Kind, list[tuple[int, int]]] = {}
     lost = {kind: 0 for kind in Kind}
     loss: dict[str, int] = {}
+    names: dict[str, dict] = {"processes": {}, "netns": {}}
     end = None
     problems: list[str] = []
     marks: list[tuple[Kind, int, int]] = []  # (kind, chunk number of that kind, lost)
@@ -241,11 +247,14 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress, mtime_n
                 loss = value
             elif kind == Kind.END:
                 end = value
+            elif kind == Kind.NAMES:
+                for group in ("processes", "netns"):
+                    names[group].update(value.get(group, {}))
             continue
         if header is None:  # the header says how large a packet record is, and what a probe id means
             problems.append(f"{kind.name} chunk at byte {at} comes before the header: skipped")
             continue
-        itemsize = _layouts(header.get("snaplen", 64))[kind].size
+        itemsize = _declared(header)[kind].size
         if count * itemsize != length:
             problems.append(f"{kind.name} chunk at byte {at} says it holds {count} records but has {length} bytes "
                             f"({itemsize} a record): skipped")
@@ -260,8 +269,9 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress, mtime_n
 
     last_ts = tracecheck.capture_end(header, end, mtime_ns)
     records, first_record = {}, {}
+    declared = _declared(header)
     for kind, rec in _layouts(header.get("snaplen", 64)).items():
-        dtype = rec.dtype()
+        dtype = declared[kind].dtype()
         spans = chunks.get(kind, [])
         first_record[kind] = np.cumsum([0] + [b - a for a, b in spans]) // dtype.itemsize
         out = np.empty(sum(b - a for a, b in spans) // dtype.itemsize, dtype)
@@ -270,9 +280,35 @@ def _parse(path: Path, mapped: mmap.mmap, data: memoryview, on_progress, mtime_n
             with data[a:b] as chunk:
                 raw[at:at + b - a] = np.frombuffer(chunk, np.uint8)
             at += b - a
+        out = _convert(kind, out, rec.dtype(), header)
         records[kind], first_record[kind] = _good_records(kind, out, first_record[kind], header, last_ts, problems)
     loss_marks = [(kind, int(first_record[kind][chunk]), n) for kind, chunk, n in marks if kind in first_record]
-    return RawTrace(path, header, records, lost, loss, end, problems, loss_marks)
+    return RawTrace(path, header, records, lost, loss, end, problems, loss_marks, names)
+
+
+def _declared(header: dict[str, Any]) -> dict[Kind, layout.Layout]:
+    """The record layouts the file's header declares (checked by tracecheck), else this netprof's."""
+    ours = _layouts(header.get("snaplen", 64))
+    declared = header.get("layouts", {})
+    return {kind: layout.Layout(declared[kind.name]["size"], {n: tuple(f) for n, f in declared[kind.name]["fields"].items()})
+            if kind.name in declared else rec for kind, rec in ours.items()}
+
+
+def _convert(kind: Kind, records, dtype, header: dict[str, Any]):
+    """``records`` decoded with the file's layout, as this netprof's layout of ``kind``: fields
+    copied by name, fields the file lacks filled in (a version 1 throughput record's netns is the
+    capturing namespace, the only one such a capture counted)."""
+    if records.dtype == dtype:
+        return records
+    import numpy as np
+
+    out = np.zeros(len(records), dtype)
+    for name in dtype.names:
+        if name in records.dtype.names:
+            out[name] = records[name]
+        elif kind == Kind.THROUGHPUT and name == "netns":
+            out[name] = header.get("netns", 0)
+    return out
 
 
 def _good_records(kind: Kind, records, first_record, header: dict[str, Any], last_ts: int, problems: list[str]):
@@ -292,7 +328,8 @@ def _good_records(kind: Kind, records, first_record, header: dict[str, Any], las
 
 
 _JSON_CHECKS = {
-    Kind.HEADER: lambda value: tracecheck.header_problem(value, VERSION),
+    Kind.HEADER: lambda value: tracecheck.header_problem(value, READABLE_VERSIONS),
+    Kind.NAMES: tracecheck.names_problem,
     Kind.LOSS: tracecheck.loss_problem,
     Kind.END: tracecheck.end_problem,
 }

@@ -351,7 +351,10 @@ def every_command(tmp_path: Path, path: Path, capsys) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("header,why", [
     ([1, 2], "not a JSON object"),
     ("hello", "not a JSON object"),
-    (good_header(version=2), "version"),
+    (good_header(version=3), "version"),
+    (good_header(layouts={"THROUGHPUT": {"size": 4, "fields": {}}}), "layouts"),
+    (good_header(layouts={"SPANS": {"size": 40, "fields": {"ts": [36, "<u8"]}}}), "outside"),
+    (good_header(layouts={"SPANS": {"size": 40, "fields": {"ts": [0, "object"]}}}), "numpy format"),
     (good_header(version="1"), "version"),
     (good_header(probes="work"), "probes"),
     (good_header(probes=[{"id": 0, "name": 7, "kind": "user", "mechanism": "uprobe"}]), "probes"),

@@ -37,7 +37,7 @@ def make_trace(path, spans_per_probe=100):
     packets["ifindex"], packets["len"], packets["caplen"] = 3, 60, 60
     frame = bytes.fromhex("ffffffffffff020000000001" "0800") + bytes(46)
     packets["data"][:, :60] = np.frombuffer(frame, np.uint8)
-    throughput = np.array([(T0 + i * 10_000_000, 3, 0, 10, 1000) for i in range(5)], dtype=THROUGHPUT_DTYPE)
+    throughput = np.array([(T0 + i * 10_000_000, 3, 0, 10, 1000, 0) for i in range(5)], dtype=THROUGHPUT_DTYPE)
     memory = np.array([(T0 + i * 10_000_000, 0, 100 + i) for i in range(5)], dtype=MEMORY_DTYPE)
     writer = TraceWriter(path, new_header(PROBES, 64, bin_ns=10_000_000, interfaces={"3": "veth0"}))
     writer.write(Kind.SPANS, events)
@@ -82,7 +82,7 @@ def test_stats_match_a_naive_computation(trace):
 
 def test_series_resampled(trace):
     tput = trace.series("throughput", resolution=20_000_000)
-    times, values = tput[(3, 0)]
+    times, values = tput[(0, 3, 0)]
     assert list(values) == [2000 / 0.02, 2000 / 0.02, 1000 / 0.02]     # bytes per second in 20 ms bins
     mem_times, mem = trace.series("memory", resolution=5_000_000)[(0,)]
     assert list(mem[:4]) == [100, 100, 101, 101]                      # last sample carried forward

@@ -136,3 +136,33 @@ def test_corrupt_length_field_loses_only_that_chunk(tmp_path):
     raw = read(path)
     assert len(raw.records[Kind.SPANS]) == 400 and raw.end == {"seconds": 1.5}
     assert any("past the end" in p for p in raw.problems)
+
+
+V1_THROUGHPUT = {"size": 32, "fields": {"ts": [0, "<u8"], "ifindex": [8, "<u4"], "direction": [12, "<u4"],
+                                        "packets": [16, "<u8"], "bytes": [24, "<u8"]}}
+
+
+def test_a_version_1_file_is_read_with_the_layouts_it_declares(tmp_path):
+    """Version 1 throughput records had no netns: read with their own 32-byte layout, the netns
+    filled in as the capturing namespace, every other field where it was."""
+    import struct
+
+    from netprof.trace import load
+    from netprof.tracefile import Kind, TraceWriter, new_header
+
+    header = new_header([], 64, bin_ns=10_000_000, netns=4026531840, interfaces={"3": "veth0"})
+    header["version"] = 1
+    header["layouts"]["THROUGHPUT"] = V1_THROUGHPUT
+    path = tmp_path / "v1.trace"
+    writer = TraceWriter(path, header)
+    t0 = 10**12
+    old = b"".join(struct.pack("<QIIQQ", t0 + i * 10_000_000, 3, i % 2, 10 + i, 1000 * i) for i in range(4))
+    writer.write(Kind.THROUGHPUT, old, 4)
+    writer.close()
+    trace = load(path)
+    assert trace.problems == []
+    tput = trace.throughput
+    assert tput["ts"].tolist() == [t0 + i * 10_000_000 for i in range(4)]
+    assert tput["packets"].tolist() == [10, 11, 12, 13] and tput["bytes"].tolist() == [0, 1000, 2000, 3000]
+    assert tput["direction"].tolist() == [0, 1, 0, 1] and set(tput["netns"].tolist()) == {4026531840}
+    assert trace.interface_name(4026531840, 3) == "veth0"

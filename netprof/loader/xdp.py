@@ -13,19 +13,16 @@ another program is left alone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from . import rundir, syscall
+from . import netns, rundir, syscall
 from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing, FdOwner
@@ -43,7 +40,6 @@ XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
 MODES = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
 _ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
-CLONE_NEWNET = 0x40000000
 
 
 @dataclass
@@ -90,7 +86,7 @@ def detach_needs() -> list[Need]:
 
 
 def _netns() -> int:
-    return os.stat("/proc/self/ns/net").st_ino
+    return netns.current()
 
 
 def _start_time(pid: int) -> int:
@@ -230,34 +226,6 @@ def _attach_netlink(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: lis
     raise BpfError(code, f"attach XDP to {ifname} in {'/'.join(tried)} mode: {os.strerror(code)}")
 
 
-_T = TypeVar("_T")
-
-
-def _in_netns(fd: int | None, work: Callable[[], _T]) -> _T:
-    """``work()`` in a thread that has joined the network namespace ``fd`` (None: a new, empty
-    one). Namespaces belong to threads: the rest of the process stays where it is."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    result: list = []
-
-    def run() -> None:
-        try:
-            done = libc.unshare(CLONE_NEWNET) if fd is None else libc.setns(fd, CLONE_NEWNET)
-            if done != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, f"enter a network namespace: {os.strerror(code)}")
-            result.append((True, work()))
-        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
-            result.append((False, err))
-
-    thread = threading.Thread(target=run, name="netprof-netns")
-    thread.start()
-    thread.join()
-    ok, value = result[0]
-    if not ok:
-        raise value
-    return value
-
-
 _xdp_links: bool | None = None
 
 
@@ -280,7 +248,7 @@ def xdp_links_supported() -> bool:
                         raise
                     return False
 
-        _xdp_links = _in_netns(None, try_link)
+        _xdp_links = netns.run_in(None, try_link)
     return _xdp_links
 
 
@@ -292,20 +260,6 @@ def _save(record: XdpRecord) -> None:
         rundir.write(folder, record.path.name, json.dumps(asdict(record)).encode())
     finally:
         os.close(folder)
-
-
-def _netns_fd(inode: int) -> int | None:
-    """An fd of the network namespace with this inode: a name under /run/netns, or any process
-    in it; None when nothing holds it any more (and so it is gone, with its interfaces)."""
-    candidates = [*Path("/run/netns").glob("*")] if Path("/run/netns").is_dir() else []
-    candidates += Path("/proc").glob("[0-9]*/ns/net")
-    for path in candidates:
-        try:
-            if os.stat(path).st_ino == inode:
-                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-    return None
 
 
 def _detach_here(record: XdpRecord) -> bool:
@@ -334,11 +288,11 @@ def _detach(record: XdpRecord) -> bool:
     if record.netns == _netns():
         detached = _detach_here(record)
     else:
-        fd = _netns_fd(record.netns)
+        fd = netns.open_by_inode(record.netns)
         detached = False
         if fd is not None:  # else the namespace is gone, and its interfaces with it
             try:
-                detached = _in_netns(fd, lambda: _detach_here(record))
+                detached = netns.run_in(fd, lambda: _detach_here(record))
             finally:
                 os.close(fd)
     record.path.unlink(missing_ok=True)

@@ -7,9 +7,11 @@ The XDP program always returns XDP_PASS: profiling never changes traffic.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from ..asm import (
     FP,
+    W2,
     R0,
     R1,
     R2,
@@ -23,23 +25,29 @@ from ..asm import (
     U32,
     U64,
     Add,
+    And,
+    AtomicAdd,
     Call,
     Div,
     Helper,
     Ja,
     JEq,
     JGt,
+    JLe,
     JLt,
+    JNe,
     Label,
     Load,
+    LoadImm64,
     LoadMapPtr,
+    LoadMapValue,
     Mov,
     Program,
     Return,
     Store,
     Sub,
 )
-from .layout import xdp_packet
+from .layout import RX, xdp_packet
 from .spans import BPF_RB_NO_WAKEUP, count_lost
 
 XDP_PASS = 2
@@ -82,42 +90,118 @@ def xdp_program(probe: int, snaplen: int) -> Program:
     )
 
 
-THROUGHPUT_KEY_STRUCT = struct.Struct("<QII")  # {u64 bin; u32 ifindex; u32 direction}
+THROUGHPUT_KEY_STRUCT = struct.Struct("<QIIII")  # {u64 bin; u32 ifindex; u32 netns; u32 direction; u32 pad}
 THROUGHPUT_KEY = THROUGHPUT_KEY_STRUCT.size
 THROUGHPUT_VALUE = 16  # {u64 packets; u64 bytes}
+NETDEV_TX_OK = 0
+MAC_HEADER_UNSET = 0xFFFF  # skb->mac_header when no MAC header was set (include/linux/skbuff.h)
+IFF_LOOPBACK = 0x8  # include/uapi/linux/if.h
+
+# Where packets enter the stack from a driver, one hit per packet the device received, before GRO
+# merges them (net/core/dev.c and gro.c): a bridge, a tunnel or a veth peer passes its packets
+# through one of these again, for its own device, as its own counters count them.
+RX_TRACEPOINTS = ("netif_receive_skb_entry", "netif_receive_skb_list_entry", "napi_gro_receive_entry",
+                  "napi_gro_frags_entry", "netif_rx_entry", "netif_rx_ni_entry")
+# Where a device has taken a packet (net_dev_xmit: the device's own xmit returned): raw, so that
+# the program gets the device itself (a veth has already handed the skb to its peer by then).
+TX_TRACEPOINT = "net_dev_xmit"
 
 
-def throughput_program(direction: int, len_field: tuple[int, int], skbaddr_offset: int, dev_offset: int,
-                       ifindex_offset: int, bin_ns: int) -> Program:
-    """On a net tracepoint: counts[bin, skb->dev->ifindex, direction] += (1 packet, len bytes)
-    in the per-CPU hash "counts". ``len_field`` is (offset, size) of the record's length field."""
-    len_offset, len_size = len_field
-    key, dev, zero = -THROUGHPUT_KEY, -THROUGHPUT_KEY - 8, -THROUGHPUT_KEY - 8 - THROUGHPUT_VALUE
+@dataclass(frozen=True)
+class Offsets:
+    """What the throughput programs read, from the running kernel's BTF."""
+
+    skb_dev: int
+    skb_len: int
+    skb_head: int
+    skb_data: int
+    skb_mac_header: int
+    dev_ifindex: int
+    dev_flags: int
+    dev_hard_header_len: int
+    dev_net: int       # net_device.nd_net.net: the namespace the device is in
+    net_inum: int      # net.ns.inum: its inode, as /proc/PID/ns/net shows it
+
+    @classmethod
+    def from_btf(cls, btf) -> Offsets:
+        skb, dev = "struct sk_buff", "struct net_device"
+        return cls(btf.member_offset(skb, "dev"), btf.member_offset(skb, "len"), btf.member_offset(skb, "head"),
+                   btf.member_offset(skb, "data"), btf.member_offset(skb, "mac_header"),
+                   btf.member_offset(dev, "ifindex"), btf.member_offset(dev, "flags"),
+                   btf.member_offset(dev, "hard_header_len"), btf.member_offset(dev, "nd_net.net"),
+                   btf.member_offset("struct net", "ns.inum"))
+
+
+# Stack slots below the frame pointer.
+_KEY = -THROUGHPUT_KEY
+_PTR = _KEY - 8          # a pointer read from the kernel
+_U64 = _PTR - 8          # a scalar read from the kernel
+_ZERO = _U64 - THROUGHPUT_VALUE
+
+
+def _read(size: int, slot: int, base, offset: int) -> list:
+    """*(fp + slot) = the ``size`` bytes at ``base`` + ``offset`` in kernel memory (zero if unreadable)."""
+    return [Store(FP, slot, 0, U64), Mov(R1, FP), Add(R1, slot), Mov(R2, size), Mov(R3, base), Add(R3, offset),
+            Call(Helper.probe_read_kernel)]
+
+
+def throughput_program(direction: int, o: Offsets, netns: int, bin_ns: int) -> Program:
+    """A raw tracepoint program: counts[bin, ifindex, netns, direction] += (1 packet, its bytes) in
+    the per-CPU hash "counts", for the device that received (RX: args[0] is the skb) or sent (TX,
+    net_dev_xmit: skb, rc, dev, len) it, counted as the interface counters count them: RX with
+    the MAC header the driver already pulled, TX only what the device took (rc NETDEV_TX_OK).
+    Loopback is the exception: it counts what it hands back to the stack after eth_type_trans()
+    pulled the Ethernet header (drivers/net/loopback.c), so its bytes lack the header both ways.
+    ``netns``: only devices in that namespace (0: every namespace). When "counts" is full, the
+    one-entry array "overflow" counts the packets that found no room."""
+    if direction == RX:
+        device_and_length = [
+            Load(R6, R1, 0, U64),                                              # skb
+            *_read(8, _PTR, R6, o.skb_dev), Load(R7, FP, _PTR, U64), JEq(R7, 0, "out"),   # dev
+            *_read(4, _U64, R6, o.skb_len), Load(R8, FP, _U64, U32),           # len, without the MAC header
+            *_read(4, _U64, R7, o.dev_flags), Load(R1, FP, _U64, U32), And(R1, IFF_LOOPBACK),
+            JNe(R1, 0, "counted"),                                             # loopback: without it
+            *_read(2, _U64, R6, o.skb_mac_header), Load(R9, FP, _U64, U16),
+            JEq(R9, MAC_HEADER_UNSET, "counted"),
+            *_read(8, _U64, R6, o.skb_head), Load(R1, FP, _U64, U64), Add(R9, R1),  # head + mac_header
+            *_read(8, _U64, R6, o.skb_data), Load(R1, FP, _U64, U64),
+            JLe(R1, R9, "counted"), Sub(R1, R9), JGt(R1, 256, "counted"),     # data - (head + mac_header)
+            Add(R8, R1),
+            Label("counted"),
+        ]
+    else:
+        device_and_length = [
+            Load(R2, R1, 8, U64), JNe(W2, NETDEV_TX_OK, "out"),               # rc
+            Load(R7, R1, 16, U64), JEq(R7, 0, "out"),                          # dev
+            Load(R8, R1, 24, U32),                                             # skb_len, with the MAC header
+            *_read(4, _U64, R7, o.dev_flags), Load(R1, FP, _U64, U32), And(R1, IFF_LOOPBACK),
+            JEq(R1, 0, "counted"),
+            *_read(2, _U64, R7, o.dev_hard_header_len), Load(R1, FP, _U64, U16),  # loopback: without it
+            JGt(R1, R8, "counted"), Sub(R8, R1),
+            Label("counted"),
+        ]
     return Program(
-        Mov(R6, R1),
-        Call(Helper.ktime_get_ns), Div(R0, bin_ns), Store(FP, key, R0, U64),
-        Store(FP, key + 8, 0, U32), Store(FP, key + 12, direction, U32),
-        Mov(R1, FP), Add(R1, dev), Mov(R2, 8),
-        Load(R3, R6, skbaddr_offset, U64), Add(R3, dev_offset),
-        Call(Helper.probe_read_kernel),                                   # skb->dev
-        Load(R3, FP, dev, U64), JEq(R3, 0, "keyed"),
-        Mov(R1, FP), Add(R1, key + 8), Mov(R2, 4), Add(R3, ifindex_offset),
-        Call(Helper.probe_read_kernel),                                   # skb->dev->ifindex
-        Label("keyed"),
-        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, key), Call(Helper.map_lookup_elem),
+        *device_and_length,
+        *_read(8, _PTR, R7, o.dev_net), Load(R6, FP, _PTR, U64),
+        *_read(4, _U64, R6, o.net_inum), Load(R6, FP, _U64, U32),             # the device's netns inode
+        [LoadImm64(R1, netns), JNe(R6, R1, "out")] if netns else [],   # inodes pass 2**31: not an imm32
+        *_read(4, _U64, R7, o.dev_ifindex), Load(R7, FP, _U64, U32),
+        Call(Helper.ktime_get_ns), Div(R0, bin_ns), Store(FP, _KEY, R0, U64),
+        Store(FP, _KEY + 8, R7, U32), Store(FP, _KEY + 12, R6, U32),
+        Store(FP, _KEY + 16, direction, U32), Store(FP, _KEY + 20, 0, U32),
+        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, _KEY), Call(Helper.map_lookup_elem),
         JEq(R0, 0, "create"),
         Label("count"),
         Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
-        Load(R1, R6, len_offset, {2: U16, 4: U32, 8: U64}[len_size]),
-        Load(R2, R0, 8, U64), Add(R2, R1), Store(R0, 8, R2, U64),
+        Load(R2, R0, 8, U64), Add(R2, R8), Store(R0, 8, R2, U64),
         Ja("out"),
-        Label("create"),                                                  # first packet of this bin here
-        Store(FP, zero, 0, U64), Store(FP, zero + 8, 0, U64),
-        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, key), Mov(R3, FP), Add(R3, zero), Mov(R4, BPF_NOEXIST),
+        Label("create"),                                                      # first packet of this bin here
+        Store(FP, _ZERO, 0, U64), Store(FP, _ZERO + 8, 0, U64),
+        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, _KEY), Mov(R3, FP), Add(R3, _ZERO), Mov(R4, BPF_NOEXIST),
         Call(Helper.map_update_elem),
-        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, key), Call(Helper.map_lookup_elem),
-        JEq(R0, 0, "out"),
-        Ja("count"),
+        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, _KEY), Call(Helper.map_lookup_elem),
+        JNe(R0, 0, "count"),
+        LoadMapValue(R1, "overflow"), Mov(R2, 1), AtomicAdd(R1, 0, R2),        # no room: counted as lost
         Label("out"),
         Return(0),
     )

@@ -4,6 +4,6 @@ Each record: (size in bytes, {field: (offset, numpy format)}).
 """
 
 SPAN_EVENT = (32, {'ts': (0, '<u8'), 'arg': (8, '<u8'), 'pid': (16, '<u4'), 'tid': (20, '<u4'), 'probe': (24, '<u2'), 'cpu': (26, '<u2'), 'kind': (28, '|u1')})
-THROUGHPUT_SAMPLE = (32, {'ts': (0, '<u8'), 'ifindex': (8, '<u4'), 'direction': (12, '<u4'), 'packets': (16, '<u8'), 'bytes': (24, '<u8')})
+THROUGHPUT_SAMPLE = (40, {'ts': (0, '<u8'), 'ifindex': (8, '<u4'), 'direction': (12, '<u4'), 'packets': (16, '<u8'), 'bytes': (24, '<u8'), 'netns': (32, '<u4')})
 MEMORY_SAMPLE = (24, {'ts': (0, '<u8'), 'pid': (8, '<u4'), 'bytes': (16, '<u8')})
 XDP_PACKET_HEAD = (24, {'ts': (0, '<u8'), 'ifindex': (8, '<u4'), 'rx_queue': (12, '<u4'), 'len': (16, '<u4'), 'caplen': (20, '<u2'), 'cpu': (22, '<u2')})  # then snaplen bytes of "data"

@@ -26,12 +26,15 @@ SPAN_EVENT = Struct(
 )
 
 # Written by the session from the kernel's per-bin counters: one per (bin, interface, direction).
+# An interface is (netns, ifindex): the same ifindex names different devices in two namespaces.
 THROUGHPUT_SAMPLE = Struct(
     "ts" / Int64ul,      # start of the bin
     "ifindex" / Int32ul,
     "direction" / Int32ul,  # RX or TX
     "packets" / Int64ul,
-    "bytes" / Int64ul,
+    "bytes" / Int64ul,   # as the interface counters count them (/sys/class/net/IF/statistics)
+    "netns" / Int32ul,   # the network namespace's inode (ls -iL /proc/PID/ns/net)
+    Padding(4),
 )
 
 # Sampled by the session: system-wide memory in use, or one process's resident set.

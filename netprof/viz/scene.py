@@ -224,7 +224,6 @@ class Scene:
         self.series: list[tuple[Lane, np.ndarray, np.ndarray, str]] = []
         trace, options = self.trace, self.options
         next_row = self.span_rows + len(self.packet_lanes)
-        interfaces = trace.header.get("interfaces", {})
         bin_ns = float(trace.header.get("bin_ns", 1e6) or 1e6)
         lo, hi = self.limits
 
@@ -244,9 +243,9 @@ class Scene:
             next_row += 1
 
         if trace.throughput.size and self._wanted(options.throughput, True):
-            for (ifindex, direction), (times, values) in sorted(trace.series("throughput", bin_ns).items()):
+            for (netns, ifindex, direction), (times, values) in sorted(trace.series("throughput", bin_ns).items()):
                 way = "rx" if direction == RX else "tx"
-                add(f"{interfaces.get(str(ifindex), f'if {ifindex}')} {way}", "throughput", way, times, values, False)
+                add(f"{trace.interface_name(netns, ifindex)} {way}", "throughput", way, times, values, False)
         if trace.memory.size and self._wanted(options.memory, True):
             memory = trace.memory
             for pid in np.unique(memory["pid"]).tolist():

@@ -69,6 +69,7 @@ def write(events: np.ndarray, path: Path) -> None:
     writer = TraceWriter(path, new_header(probes, 64))
     for start in range(0, len(events), 1 << 16):
         writer.write(Kind.SPANS, events[start:start + (1 << 16)])
+    writer.write_json(Kind.END, {"seconds": 1.0})  # a capture that finished
     writer.close()
 
 

@@ -262,6 +262,7 @@ SETTINGS = {
     "net": _Setting("--net", *_FLAG),
     "throughput": _Setting("-t/--throughput", *_FLAG),
     "all_netns": _Setting("--all-netns", *_FLAG),
+    "no_inherit": _Setting("--no-inherit", *_FLAG),
     "memory": _Setting("-m/--memory", *_FLAG),
     "sockets": _Setting("--sockets", *_FLAG),
 }
@@ -320,7 +321,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
                           xdp_attach=args.xdp_attach or config.get("xdp_attach", "auto"), status=args.verbose > 0,
                           sockets=args.sockets or config.get("sockets", False),
                           buffer_mib=args.buffer if args.buffer is not None else config.get("buffer", 16),
-                          all_netns=args.all_netns or config.get("all_netns", False))
+                          all_netns=args.all_netns or config.get("all_netns", False),
+                          inherit=not (args.no_inherit or config.get("no_inherit", False)))
     except SessionError as err:
         raise UsageError(str(err)) from None
     if args.verbose > 1:
@@ -533,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-netns", action="store_true",
                    help="with -t: count every network namespace (each interface labelled with its namespace), "
                         "not only the one netprof runs in")
+    p.add_argument("--no-inherit", action="store_true",
+                   help="with -p: only that process, not the processes it forks during the capture")
     p.add_argument("-m", "--memory", action="store_true", help="memory in use over time (system and processes)")
     p.add_argument("--memory-interval", type=float, metavar="MS", help="memory sampling interval (default 10 ms)")
     p.add_argument("--sockets", action="store_true",

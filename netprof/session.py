@@ -52,6 +52,7 @@ THROUGHPUT_FLUSH_SECONDS = 0.1
 # The throughput map: (10 ms bin, netns, interface, direction) keys not yet flushed; at 10 flushes a
 # second that is room for ~3,000 interface directions. Beyond it, packets are counted as lost.
 THROUGHPUT_ENTRIES = 1 << 16
+FOLLOWED_PROCESSES = 1 << 16  # -p and its descendants
 THROUGHPUT_LOSS = -1  # the loss counters' key for packets the throughput map had no room for
 
 
@@ -94,7 +95,7 @@ class Session:
                  memory: bool = False, pid: int | None = None, output: str | os.PathLike = "netprof.trace",
                  snaplen: int = 64, memory_interval: float = 0.01, bin_ms: float = 10.0,
                  xdp_mode: str = "auto", xdp_attach: str = "auto", status: bool = False, sockets: bool = False,
-                 buffer_mib: int = 16, all_netns: bool = False):
+                 buffer_mib: int = 16, all_netns: bool = False, inherit: bool = True):
         self.kernel, self.user, self.net, self.tracepoints = list(kernel), list(user), net, list(tracepoints)
         self.xdp, self.throughput, self.memory, self.pid = list(dict.fromkeys(xdp)), throughput, memory, pid
         self.output, self.snaplen, self.memory_interval = Path(output), snaplen, memory_interval
@@ -103,6 +104,8 @@ class Session:
             raise SessionError(f"XDP attach method {xdp_attach!r} is not auto, bpf_link or netlink")
         self.xdp_attach = xdp_attach
         self.all_netns = all_netns  # throughput of every network namespace, not only this one
+        self.inherit = inherit      # -p: also the processes it forks during the capture (as perf record -p)
+        self._follow = pid is not None
         self.sockets = sockets  # with memory: also the kernel's socket buffer memory
         if buffer_mib < 1 or buffer_mib & (buffer_mib - 1) or buffer_mib > 4096:
             raise SessionError(f"ring buffer size {buffer_mib} MiB must be a power of two between 1 and 4096")
@@ -274,6 +277,8 @@ class Session:
         self.control = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint32, max_entries=1,
                                         name="netprof_ctl"))
         maps = {"events": self.events.map, "lost": self.lost, "control": self.control}
+        if self._follow:
+            maps["follow"] = self._follow_process()
         for mechanism, probe, what in self._plan:
             getattr(self, f"_attach_{mechanism}")(probe, what, maps)
         if self.throughput:
@@ -285,6 +290,21 @@ class Session:
             all_netns=self.all_netns))
         self._stack.callback(self._writer.close)
         self.control[0] = 1  # every probe is attached: start recording (see spans.span_program)
+
+    def _follow_process(self) -> Map:
+        """The processes -p records, as a hash map the probes look up: the one given, and from now
+        on each process it (or one of those) forks, unless inherit is off. The fork tracker is
+        attached before any probe, so no child is forked unseen."""
+        follow = self._links.enter_context(Map.create(MapType.HASH, key=ctypes.c_uint32, value=ctypes.c_uint64,
+                                                      max_entries=FOLLOWED_PROCESSES, name="netprof_follow"))
+        follow[self.pid] = 1
+        if self.inherit:
+            from .loader.btf import vmlinux
+
+            program = spans.fork_program(vmlinux().member_offset("struct task_struct", "tgid"))
+            prog = self._prog(program, ProgType.RAW_TRACEPOINT, "np_fork", {"follow": follow})
+            self._link(attach.attach_raw_tracepoint(prog, "sched_process_fork"))
+        return follow
 
     def _prog(self, program, prog_type: ProgType, name: str, maps: dict, probe: Probe | None = None, **kwargs):
         prog = self._links.enter_context(load(program, prog_type, name=name, maps=maps, **kwargs))
@@ -324,10 +344,13 @@ class Session:
 
     def _attach_uprobe(self, probe: Probe, target: elf.UprobeTarget, maps: dict) -> None:
         for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
-            prog = self._prog(spans.span_program(probe.id, kind, arg), ProgType.KPROBE, f"np_{probe.name}", maps,
-                              probe)
+            # -p with its children: every process runs the uprobe, and the program keeps theirs (the
+            # kernel's own per-process filter knows no children); -p --no-inherit: the kernel's filter.
+            follow = self._follow and self.inherit
+            prog = self._prog(spans.span_program(probe.id, kind, arg, follow), ProgType.KPROBE, f"np_{probe.name}",
+                              maps, probe)
             self._link(attach.attach_uprobe(prog, target.path, target.offset, ret=ret,
-                                            pid=self.pid if self.pid is not None else -1,
+                                            pid=self.pid if self.pid is not None and not follow else -1,
                                             description=f"{'uretprobe' if ret else 'uprobe'}:{target}"))
 
     def _attach_net(self, probe: Probe, what, maps: dict) -> None:
@@ -341,7 +364,7 @@ class Session:
 
     def _attach_event(self, probe: Probe, what, maps: dict) -> None:
         tracepoint, field_ = what
-        program = spans.span_program(probe.id, ENTRY, spans.Arg.of_field(field_), self.pid)
+        program = spans.span_program(probe.id, ENTRY, spans.Arg.of_field(field_), self._follow)
         prog = self._prog(program, ProgType.TRACEPOINT, f"np_{probe.name}", maps, probe)
         self._link(attach.attach_tracepoint(prog, tracepoint))
 

@@ -5,7 +5,7 @@ statistics and resampled series, all vectorised.
     trace = netprof.load("run.trace")
     trace.spans(probe="ip_rcv").durations()          # numpy array of nanoseconds
     trace.spans(cpu=0, start=1e9, end=2e9).stats()    # per probe: count, total, self, p50, p99 ...
-    trace.throughput_series(resolution=1e6)           # per interface and direction, 1 ms bins
+    trace.series("throughput", resolution=1e7)      # per (netns, interface, direction), 10 ms bins
 """
 
 from __future__ import annotations
@@ -124,6 +124,23 @@ class Trace:
 
     def __init__(self, raw: RawTrace):
         self.raw = raw
+        if raw.end is None:
+            raw.problems.insert(0, self._incomplete())
+
+    def _incomplete(self) -> str:
+        """The problem of a trace without its end record: what it means, and where the records stop."""
+        first, last = self.time_range
+        said = "incomplete: the capture did not finish (no end record: it was killed, or is still running)"
+        if not last:
+            return said + "; it holds no records"
+        realtime = self.header.get("clock", {}).get("realtime")
+        when = ""
+        if realtime is not None:
+            import datetime
+
+            wall = datetime.datetime.fromtimestamp((last + realtime) / 1e9, datetime.timezone.utc)
+            when = f" at {wall:%Y-%m-%d %H:%M:%S.%f} UTC,"
+        return f"{said}; its records end{when} {(last - first) / 1e9:.3f} s after its first"
 
     @property
     def header(self) -> dict:

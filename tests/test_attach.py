@@ -160,7 +160,8 @@ def test_sigkill_leaves_whole_chunks_and_nothing_attached(veth_pair, tmp_path, t
     capture.stop(signal.SIGKILL)
     assert capture.proc.returncode == -signal.SIGKILL
     trace = load(out)
-    assert trace.raw.end is None                          # it never finished
+    assert trace.raw.end is None                          # it never finished, and says so
+    assert trace.problems[0].startswith("incomplete:")
     assert len(probe_spans(trace, "target:work")) == 500  # but every chunk written is there
     if method == "bpf_link":  # the kernel took the program off with the link's fd
         assert "xdp" not in xdp_on(host)
@@ -332,3 +333,59 @@ def test_not_root_is_one_line_and_exit_2(tmp_path):
     assert err.strip().splitlines() == ["netprof attach: not permitted: needs CAP_BPF (maps and ring buffers), "
                                         "CAP_PERFMON (tracepoints) and CAP_DAC_READ_SEARCH (reading tracefs): "
                                         "run it as root (sudo), or give it those capabilities"]
+
+
+FORKER_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+__attribute__((noinline)) int work(int x) { asm volatile("" ::: "memory"); return x * 2 + 1; }
+int main(int argc, char **argv) {
+    int mine = atoi(argv[1]), childs = atoi(argv[2]), sum = 0;
+    char go;
+    if (read(0, &go, 1) != 1) return 1;          /* the test says go once netprof is tracing */
+    pid_t child = fork();
+    if (child == 0) {
+        if (fork() == 0) { for (int i = 0; i < childs; i++) sum += work(i); _exit(sum == 42); }  /* a grandchild */
+        for (int i = 0; i < childs; i++) sum += work(i);
+        wait(NULL);
+        _exit(sum == 42);
+    }
+    for (int i = 0; i < mine; i++) sum += work(i);
+    waitpid(child, NULL, 0);
+    return sum == 42;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def forker(tmp_path_factory):
+    out = tmp_path_factory.mktemp("forker")
+    (out / "forker.c").write_text(FORKER_C)
+    subprocess.run(["gcc", "-O1", "-o", str(out / "forker"), str(out / "forker.c")], check=True)
+    return out / "forker"
+
+
+@pytest.mark.parametrize("inherit", [True, False])
+def test_pid_follows_the_processes_it_forks_unless_told_not_to(forker, tmp_path, inherit):
+    out = tmp_path / "fork.trace"
+    target = subprocess.Popen([str(forker), "300", "700"], stdin=subprocess.PIPE)
+    try:
+        capture = Capture("-u", f"{forker}:work", "-p", str(target.pid),
+                          *([] if inherit else ["--no-inherit"]), "-o", str(out))
+        target.stdin.write(b"g")
+        target.stdin.close()
+        target.wait(timeout=30)
+        time.sleep(0.2)
+        code, err = capture.stop()
+        assert code == 0, err
+    finally:
+        target.kill()
+    spans = probe_spans(load(out), "forker:work")
+    by_process = np.unique(spans["pid"], return_counts=True)
+    counts = dict(zip(by_process[0].tolist(), by_process[1].tolist(), strict=True))
+    if inherit:  # the parent, its child and its grandchild: as perf record -p and bpftrace -p count
+        assert counts.pop(target.pid) == 300 and sorted(counts.values()) == [700, 700], counts
+    else:
+        assert counts == {target.pid: 300}

@@ -44,6 +44,7 @@ def make_trace(path, spans_per_probe=100):
     writer.write(Kind.XDP, packets)
     writer.write(Kind.THROUGHPUT, throughput)
     writer.write(Kind.MEMORY, memory)
+    writer.write_json(Kind.END, {"seconds": 1.0})  # a capture that finished
     writer.close()
     return events
 

@@ -158,6 +158,7 @@ def test_a_version_1_file_is_read_with_the_layouts_it_declares(tmp_path):
     t0 = 10**12
     old = b"".join(struct.pack("<QIIQQ", t0 + i * 10_000_000, 3, i % 2, 10 + i, 1000 * i) for i in range(4))
     writer.write(Kind.THROUGHPUT, old, 4)
+    writer.write_json(Kind.END, {"seconds": 0.04})
     writer.close()
     trace = load(path)
     assert trace.problems == []
@@ -166,3 +167,17 @@ def test_a_version_1_file_is_read_with_the_layouts_it_declares(tmp_path):
     assert tput["packets"].tolist() == [10, 11, 12, 13] and tput["bytes"].tolist() == [0, 1000, 2000, 3000]
     assert tput["direction"].tolist() == [0, 1, 0, 1] and set(tput["netns"].tolist()) == {4026531840}
     assert trace.interface_name(4026531840, 3) == "veth0"
+
+
+def test_a_trace_without_its_end_record_says_it_is_incomplete(tmp_path):
+    from netprof.trace import load
+
+    path = tmp_path / "cut.trace"
+    writer = TraceWriter(path, new_header(PROBES, 64))
+    writer.write(Kind.SPANS, spans_events(10, start=10**9))
+    writer.close()
+    trace = load(path)
+    assert trace.problems[0].startswith("incomplete: the capture did not finish")
+    assert "s after its first" in trace.problems[0]
+    report = subprocess.run([sys.executable, "-m", "netprof", "report", str(path)], capture_output=True, text=True)
+    assert report.returncode == 0 and "warning: incomplete:" in report.stdout

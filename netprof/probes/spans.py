@@ -20,6 +20,7 @@ from ..asm import (
     R3,
     R4,
     R6,
+    R7,
     U8,
     U16,
     U32,
@@ -28,7 +29,6 @@ from ..asm import (
     Call,
     Helper,
     JEq,
-    JNe,
     Label,
     Load,
     LoadMapPtr,
@@ -82,11 +82,11 @@ def pt_regs(what: str) -> Arg:
     return Arg(PT_REGS[machine][what])
 
 
-def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None = None) -> Program:
+def span_program(probe: int, kind: int, arg: Arg | None = None, follow: bool = False) -> Program:
     """The program for one end (``kind`` ENTRY or EXIT) of probe ``probe``.
 
-    ``pid``: record only this process (kernel functions and tracepoints; uprobes are filtered
-    by the kernel when attached for one pid).
+    ``follow``: record only the processes (thread group ids) in the hash map "follow": the one
+    given with -p and, unless told otherwise, every process it forks (fork_program keeps the map).
 
     Nothing is recorded while the u32 in the one-entry array map "control" is 0: the session
     opens this gate once every probe is attached and closes it before detaching any, so both
@@ -103,8 +103,9 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None 
         Call(Helper.get_current_pid_tgid),
         Store(FP, at["tid"], R0, U32),                     # low half
         Rsh(R0, 32),
-        [JNe(R0, pid, "out")] if pid is not None else [],
         Store(FP, at["pid"], R0, U32),                     # high half
+        [LoadMapPtr(R1, "follow"), Mov(R2, FP), Add(R2, at["pid"]), Call(Helper.map_lookup_elem),
+         JEq(R0, 0, "out")] if follow else [],
         [Load(R1, R6, arg.offset, arg.type), Store(FP, at["arg"], R1, U64)] if arg else
         [Store(FP, at["arg"], 0, U64)],
         Call(Helper.get_smp_processor_id),
@@ -117,6 +118,27 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, pid: int | None 
         Call(Helper.ringbuf_output),
         JEq(R0, 0, "out"),
         count_lost(probe),
+        Label("out"),
+        Return(0),
+    )
+
+
+def fork_program(task_tgid: int) -> Program:
+    """On the raw tracepoint sched_process_fork (parent, child task_struct): when the parent's
+    process is in the hash map "follow", add the child's (a thread's is its parent's already).
+    ``task_tgid``: offset of task_struct.tgid, from BTF."""
+    key, value = -8, -16
+    return Program(
+        Load(R6, R1, 0, U64), Load(R7, R1, 8, U64),                          # parent, child
+        Store(FP, key, 0, U64), Mov(R1, FP), Add(R1, key), Mov(R2, 4), Mov(R3, R6), Add(R3, task_tgid),
+        Call(Helper.probe_read_kernel),
+        LoadMapPtr(R1, "follow"), Mov(R2, FP), Add(R2, key), Call(Helper.map_lookup_elem),
+        JEq(R0, 0, "out"),
+        Mov(R1, FP), Add(R1, key), Mov(R2, 4), Mov(R3, R7), Add(R3, task_tgid),
+        Call(Helper.probe_read_kernel),
+        Store(FP, value, 1, U64),
+        LoadMapPtr(R1, "follow"), Mov(R2, FP), Add(R2, key), Mov(R3, FP), Add(R3, value), Mov(R4, 0),
+        Call(Helper.map_update_elem),                                        # BPF_ANY
         Label("out"),
         Return(0),
     )

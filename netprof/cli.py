@@ -347,9 +347,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary = session.summary
-    lost = f", LOST {summary.lost_total:,} events ({', '.join(f'{k}: {v:,}' for k, v in summary.lost.items())})" \
-        if summary.lost_total else ", none lost"
-    print(f"{summary.events:,} events, {summary.packets:,} packets in {summary.seconds:.1f} s{lost}; "
+    from .loss import loss_line
+
+    print(f"{summary.events:,} events, {summary.packets:,} packets in {summary.seconds:.1f} s, "
+          f"{loss_line(summary.lost)}; "
           f"wrote {summary.output} ({summary.bytes_written / 2**20:.1f} MiB). Read it with: netprof report "
           f"{summary.output}", file=sys.stderr)
     return 0

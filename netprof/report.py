@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .loss import loss_line
 from .probes.layout import memory_source
 from .trace import Trace, load  # noqa: F401 - load is part of this module's interface
 
@@ -92,10 +93,11 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
     lost_chunks = sum(trace.raw.lost_by_kind.values())
     if lost or lost_chunks:
         rows = [[name, f"{count:,}"] for name, count in sorted(lost.items())]
-        out += ["", f"LOST: {max(sum(lost.values()), lost_chunks):,} events the ring buffer had no room for:",
+        unnamed = max(lost_chunks - sum(lost.values()), 0)  # counted per chunk, not per probe
+        out += ["", loss_line({**lost, **({"unattributed": unnamed} if unnamed else {})}) + ":",
                 _table(["probe", "lost"], rows)]
     else:
-        out += ["", "lost: none"]
+        out += ["", loss_line({})]
     return "\n".join(out)
 
 

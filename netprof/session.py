@@ -185,9 +185,7 @@ class Session:
             name = f"{Path(target.path).name}:{target.symbol}"
             probe = self._add(name, "user", "uprobe", str(target), cost.approx_us if cost else None)
             if cost is not None and not cost.emulated:
-                log.info("%s: %s costs about %.0f µs a hit (single-stepped)%s", name, cost.description,
-                         cost.approx_us, "" if not elf.cheaper_site(target) else
-                         f"; {elf.cheaper_site(target)} would cost about 1 µs")
+                log.info("%s: its first instruction is %s", name, cost.description)
             self._plan.append(("uprobe", probe, target))
 
     def _plan_net(self) -> None:

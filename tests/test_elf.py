@@ -483,3 +483,13 @@ def test_not_x86_has_no_cost(bins):
 )
 def test_decode_x86(code, description, emulated, length):
     assert _decode_x86(bytes.fromhex(code) + b"\xcc" * 8) == (description, emulated, length)
+
+
+def test_a_single_stepped_site_is_described_once(tmp_path):
+    """-vv prints the description: it names the instruction, that it is single-stepped, and its cost, once each."""
+    source = tmp_path / "cf.c"
+    source.write_text("__attribute__((noinline)) int work(int x) { return x * 3; }\nint main(void) { return work(1); }\n")
+    subprocess.run(["gcc", "-O2", "-fcf-protection=full", "-o", str(tmp_path / "cf"), str(source)], check=True)
+    cost = site_cost(resolve(str(tmp_path / "cf"), "work"))
+    assert cost.description.startswith("endbr64")
+    assert cost.description.count("single-stepped") == 1 and cost.description.count("µs a hit") == 1

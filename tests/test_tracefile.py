@@ -43,7 +43,7 @@ def test_round_trip(tmp_path):
     trace = load(path)
     assert len(trace.spans()) == 300 and set(trace.spans().durations()) == {5}
     text = format_report(trace)
-    assert "work" in text and "300" in text and "LOST: 3 events" in text
+    assert "work" in text and "300" in text and "LOST 3 events (work: 3)" in text
     # chunk c (200 events from 1000 + 1000 c) reported c lost: marked at its first record
     assert trace.loss_marks().tolist() == [(2000, 1), (3000, 2)]
 

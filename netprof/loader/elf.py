@@ -71,7 +71,7 @@ class SiteCost:
     """What a uprobe hit costs at a probe site, from the first instruction there (x86-64 only)."""
 
     insn_hex: str  # the decoded instruction's bytes in hex ("55", "f30f1efa"), up to 8 bytes if unknown
-    description: str  # "push %rbp", "endbr64 (single-stepped ...)", "other (single-stepped)"
+    description: str  # "push %rbp", "endbr64, single-stepped: ~13 µs a hit; probe ...", "other, single-stepped: ..."
     emulated: bool  # True when the kernel emulates it instead of single-stepping it out of line
     approx_us: float  # measured per-hit cost on this project's kernel (6.18): ~1 emulated, ~13 single-stepped
 
@@ -684,13 +684,13 @@ def site_cost(target: UprobeTarget) -> SiteCost | None:
     insn = code[: length or 8].hex()
     if desc == "endbr64":
         after_desc, after_emulated, _ = _decode_x86(code[4:])
-        desc = f"endbr64 (single-stepped, ~{SINGLE_STEP_US:.0f} µs a hit)"
+        desc = f"endbr64, single-stepped: ~{SINGLE_STEP_US:.0f} µs a hit"
         if after_emulated and (not target.size or target.symbol_offset + 4 < target.size):
             where = f"{target.symbol}+{target.symbol_offset + 4:#x}" if target.symbol else f"{target.offset + 4:#x}"
             desc += (f": probe {where} instead, the {after_desc} after it, which the kernel emulates "
                      f"(~{EMULATED_US:.0f} µs, ~10x cheaper)")
-    elif not emulated and "single-stepped" not in desc:
-        desc += " (single-stepped)"
+    elif not emulated:
+        desc += f", single-stepped: ~{SINGLE_STEP_US:.0f} µs a hit"
     return SiteCost(insn, desc, emulated, EMULATED_US if emulated else SINGLE_STEP_US)
 
 

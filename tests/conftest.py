@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -106,6 +107,15 @@ def nothing_left_behind(request):
     while (left := leftovers(before)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"left behind in the kernel: {left}"
+
+
+@pytest.fixture
+def run_dir():
+    """An empty state folder of root's (0755 under /tmp, so uid 65534 may read it)."""
+    folder = Path(tempfile.mkdtemp(prefix="np-run-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def run(*cmd: str) -> str:

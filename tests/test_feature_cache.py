@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,6 @@ from netprof.loader.features import Features
 from test_privileges import sample
 
 NOBODY = 65534
-
-
-@pytest.fixture
-def run_dir():
-    folder = Path(tempfile.mkdtemp(prefix="np-run-", dir="/tmp"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -72,15 +72,6 @@ def test_detaching_a_record_turns_a_netlink_refusal_into_a_bpf_error(monkeypatch
 # --- as another user (root runs setpriv) ----------------------------------------------------------
 
 @pytest.fixture
-def run_dir():
-    """An empty state folder of root's (0755 under /tmp, so uid 65534 may read it)."""
-    folder = Path(tempfile.mkdtemp(prefix="np-run-", dir="/tmp"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
 def nobody_dir():
     """A folder uid 65534 may write: its working folder and its outputs."""
     folder = Path(tempfile.mkdtemp(prefix="np-nobody-", dir="/tmp"))

@@ -86,7 +86,8 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
         rows = []
         for pid in np.unique(memory["pid"]):
             mine = memory[memory["pid"] == pid]["bytes"]
-            rows.append([memory_source(pid), f"{len(mine):,}",
+            name = trace.process_name(int(pid))
+            rows.append([f"{name} ({int(pid)})" if name else memory_source(pid), f"{len(mine):,}",
                          f"{mine.min() / 2**20:,.1f} MiB", f"{mine.max() / 2**20:,.1f} MiB"])
         out += ["", "memory:", _table(["what", "samples", "min", "max"], rows)]
     lost = trace.lost

@@ -9,9 +9,6 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from . import __version__, infile, outfile
 
@@ -171,6 +168,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 def _probe_names(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
     """-k/-u values plus bpftrace-style names given as extra arguments."""
+    from .capture.options import is_tracepoint
+
     kernel, user, tracepoints = _split(args.kernel), list(args.user or ()), []
     for name in args.probes or ():
         kind, _, rest = name.partition(":")
@@ -178,7 +177,7 @@ def _probe_names(args: argparse.Namespace) -> tuple[list[str], list[str], list[s
             kernel.append(rest)
         elif kind in ("uprobe", "uretprobe", "u", "ur") and rest:
             user.append(rest)
-        elif kind in ("tracepoint", "t") and _is_tracepoint(rest):
+        elif kind in ("tracepoint", "t") and is_tracepoint(rest):
             tracepoints.append(rest)
         else:
             raise UsageError(f"cannot read probe {name!r}: use kprobe:FUNC, uprobe:PATH:SYMBOL or "
@@ -202,127 +201,40 @@ def _config(path: str) -> dict:
                          "are UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"config {path} is not valid TOML: {err}") from None
-    unknown = set(config) - set(SETTINGS)
+    from .capture.options import CaptureOptions, OptionError, check
+
+    known = CaptureOptions.settings()
+    unknown = set(config) - set(known)
     if unknown:
-        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(SETTINGS))})")
+        raise UsageError(f"config {path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
     for key, value in config.items():
-        _checked(key, value, config=path)
+        if known[key].kind == "names" and isinstance(value, str):
+            config[key] = value = [value]
+        try:
+            check(key, value, source=path)
+        except OptionError as err:
+            raise UsageError(str(err)) from None
     return config
 
 
-@dataclass(frozen=True)
-class _Setting:
-    option: str                   # how the command line spells it
-    expected: str                 # a good value, in words
-    valid: Callable[[Any], bool]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # TOML's true is an int to Python
-
-
-def _is_finite(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def _is_tracepoint(name: str) -> bool:
-    category, _, event = name.partition(":")
-    return bool(category and event) and ":" not in event
-
-
-def _names(each: Callable[[str], bool] = bool) -> Callable[[Any], bool]:
-    """A test for a name or a list of names, each a string that passes ``each``."""
-    def valid(value: Any) -> bool:
-        names = [value] if isinstance(value, str) else value
-        return isinstance(names, list) and all(isinstance(name, str) and each(name) for name in names)
-
-    return valid
-
-
-_YEAR = 365 * 86400
-_FLAG = ("true or false", lambda value: isinstance(value, bool))
-SETTINGS = {
-    "duration": _Setting("-d/--duration", "seconds above 0 and at most a year (leave it out to stop with Ctrl-C)",
-                         lambda v: _is_finite(v) and 0 < v <= _YEAR),
-    "memory_interval": _Setting("--memory-interval", "milliseconds between 1 and 60000",
-                                lambda v: _is_finite(v) and 1 <= v <= 60_000),
-    "snaplen": _Setting("--snaplen", "a multiple of 8 between 8 and 1024",
-                        lambda v: _is_int(v) and 8 <= v <= 1024 and v % 8 == 0),
-    "buffer": _Setting("--buffer", "MiB, a power of two between 1 and 4096",
-                       lambda v: _is_int(v) and 1 <= v <= 4096 and v & (v - 1) == 0),
-    "pid": _Setting("-p/--pid", "a process id (a positive integer)", lambda v: _is_int(v) and v > 0),
-    "xdp_mode": _Setting("--xdp-mode", "auto, native or generic", lambda v: v in ("auto", "native", "generic")),
-    "xdp_attach": _Setting("--xdp-attach", "auto, bpf_link or netlink", lambda v: v in ("auto", "bpf_link", "netlink")),
-    "output": _Setting("-o/--output", "a file name (a string)", lambda v: isinstance(v, str) and v != ""),
-    "kernel": _Setting("-k/--kernel", "a function name or a list of them", _names()),
-    "user": _Setting("-u/--user", "PATH:SYMBOL or a list of them", _names()),
-    "xdp": _Setting("-x/--xdp", "an interface name or a list of them", _names()),
-    "tracepoints": _Setting("tracepoint:CATEGORY:NAME", 'CATEGORY:NAME or a list of them, e.g. ["net:net_dev_queue"]',
-                            _names(_is_tracepoint)),
-    "net": _Setting("--net", *_FLAG),
-    "throughput": _Setting("-t/--throughput", *_FLAG),
-    "all_netns": _Setting("--all-netns", *_FLAG),
-    "no_inherit": _Setting("--no-inherit", *_FLAG),
-    "memory": _Setting("-m/--memory", *_FLAG),
-    "sockets": _Setting("--sockets", *_FLAG),
-}
-
-
-def _checked(key: str, value: Any, config: str | None = None) -> Any:
-    """``value`` if it is a good value of the setting ``key``; else UsageError naming where it
-    came from (the option, or the config file and key) and what is expected."""
-    setting = SETTINGS[key]
-    if setting.valid(value):
-        return value
-    where = f"config {config}: {key} = {_toml(value)}" if config else f"{setting.option} {_toml(value)}"
-    raise UsageError(f"{where}: expected {setting.expected}")
-
-
-def _toml(value: Any) -> str:
-    """``value`` as TOML writes it (true, nan, "text"), for messages."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return f"[{', '.join(map(_toml, value))}]"
-    return repr(value)
-
-
 def cmd_attach(args: argparse.Namespace) -> int:
+    from .capture.options import CaptureOptions, OptionError, from_sources
     from .loader.syscall import BpfError
     from .session import Session, SessionError
 
-    config = _config(args.config) if args.config else {}
-    for key in ("duration", "memory_interval", "snaplen", "buffer", "pid"):
-        if getattr(args, key) is not None:
-            _checked(key, getattr(args, key))
-    kernel, user, tracepoints = _probe_names(args)
-    as_list = lambda v: [v] if isinstance(v, str) else list(v or ())  # noqa: E731
-    kernel += [k for k in _split(as_list(config.get("kernel"))) if k not in kernel]
-    user += [u for u in as_list(config.get("user")) if u not in user]
-    tracepoints += as_list(config.get("tracepoints"))
-    xdp = _split(args.xdp) + as_list(config.get("xdp"))
-    duration = args.duration if args.duration is not None else config.get("duration")
-    pid = args.pid if args.pid is not None else config.get("pid")
-    if pid is not None and not os.path.exists(f"/proc/{pid}"):
-        raise UsageError(f"no process {pid}")
-    output = args.output or config.get("output", "netprof.trace")
+    profile = _config(args.config) if args.config else {}
+    given = {name: getattr(args, name, None) for name in CaptureOptions.settings()}
+    given["kernel"], given["user"], given["tracepoints"] = _probe_names(args)
+    given["xdp"] = _split(args.xdp)
     try:
-        session = Session(kernel=kernel, user=user, net=args.net or config.get("net", False), tracepoints=tracepoints,
-                          xdp=xdp, throughput=args.throughput or config.get("throughput", False),
-                          memory=args.memory or config.get("memory", False), pid=pid, output=output,
-                          snaplen=args.snaplen if args.snaplen is not None else config.get("snaplen", 64),
-                          memory_interval=(args.memory_interval if args.memory_interval is not None
-                                           else config.get("memory_interval", 10)) / 1000,
-                          xdp_mode=args.xdp_mode or config.get("xdp_mode", "auto"),
-                          xdp_attach=args.xdp_attach or config.get("xdp_attach", "auto"), status=args.verbose > 0,
-                          sockets=args.sockets or config.get("sockets", False),
-                          buffer_mib=args.buffer if args.buffer is not None else config.get("buffer", 16),
-                          all_netns=args.all_netns or config.get("all_netns", False),
-                          inherit=not (args.no_inherit or config.get("no_inherit", False)))
+        options = from_sources(given, profile)
+    except OptionError as err:
+        raise UsageError(str(err)) from None
+    if options.pid is not None and not os.path.exists(f"/proc/{options.pid}"):
+        raise UsageError(f"no process {options.pid}")
+    duration = options.duration
+    try:
+        session = Session(options, status=args.verbose > 0)
     except SessionError as err:
         raise UsageError(str(err)) from None
     if args.verbose > 1:
@@ -523,30 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("probes", nargs="*", metavar="PROBE",
                    help="bpftrace-style names: kprobe:FUNC, uprobe:PATH:SYMBOL, tracepoint:CATEGORY:NAME")
-    p.add_argument("-k", "--kernel", action="append", metavar="FUNC[,FUNC]", help="kernel functions to time")
-    p.add_argument("-u", "--user", action="append", metavar="PATH:SYMBOL", help="user function to time (repeatable)")
-    p.add_argument("--net", action="store_true", help="the network stack's entry/exit tracepoints as spans")
-    p.add_argument("-x", "--xdp", action="append", metavar="IFACE", help="record every packet XDP sees on IFACE")
-    p.add_argument("--xdp-mode", choices=["auto", "native", "generic"], help="XDP mode (default: auto)")
-    p.add_argument("--xdp-attach", choices=["auto", "bpf_link", "netlink"],
-                   help="how to attach XDP: a bpf_link (dies with netprof), netlink (recorded in /run/netprof "
-                        "for netprof detach), or auto: a link where the kernel has them (default)")
-    p.add_argument("--snaplen", type=int, help="packet bytes kept per XDP record (multiple of 8, default 64)")
-    p.add_argument("-t", "--throughput", action="store_true", help="packets and bytes per interface over time")
-    p.add_argument("--all-netns", action="store_true",
-                   help="with -t: count every network namespace (each interface labelled with its namespace), "
-                        "not only the one netprof runs in")
-    p.add_argument("--no-inherit", action="store_true",
-                   help="with -p: only that process, not the processes it forks during the capture")
-    p.add_argument("-m", "--memory", action="store_true", help="memory in use over time (system and processes)")
-    p.add_argument("--memory-interval", type=float, metavar="MS", help="memory sampling interval (default 10 ms)")
-    p.add_argument("--sockets", action="store_true",
-                   help="with the memory: the kernel's socket buffers (TCP and UDP sk_buffs, IP fragments)")
-    p.add_argument("--buffer", type=int, metavar="MiB",
-                   help="ring buffer for span events (power of two, default 16: 80 ms of 5 M events/s)")
-    p.add_argument("-p", "--pid", type=int, help="only this process")
-    p.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
-    p.add_argument("-o", "--output", metavar="FILE", help="trace file to write (default netprof.trace)")
+    from .capture.options import add_arguments
+
+    add_arguments(p)  # -k, -u, --net, -x, -t, -m, -p, -d, -o ...: declared once, in capture/options.py
     p.add_argument("-c", "--config", metavar="FILE", help="a TOML profile with the same settings")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: live status line; -vv: probe details")
     p.set_defaults(func=cmd_attach)

@@ -421,11 +421,12 @@ def test_aarch64_sites_are_checked_for_alignment_only(tmp_path, monkeypatch):
 
 
 def test_session_refuses_a_site_inside_an_instruction_in_one_line(bins, tmp_path):
-    from netprof.session import Session, SessionError
+    from netprof.capture.options import CaptureOptions
+    from netprof.capture.plan import Planner, SessionError
 
-    session = Session(user=[f"{bins['exe']}:main+2"], output=str(tmp_path / "t.trace"))
+    planner = Planner(CaptureOptions(user=[f"{bins['exe']}:main+2"], output=str(tmp_path / "t.trace")))
     with pytest.raises(SessionError, match="is inside an instruction") as info:
-        session._plan_user()  # planning only: nothing is loaded or attached
+        planner.plan()  # planning only: nothing is loaded or attached
     assert "\n" not in str(info.value)
 
 

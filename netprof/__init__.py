@@ -9,8 +9,8 @@ def __getattr__(name: str):
         from .trace import load
 
         return load
-    if name == "Session":
-        from .session import Session
+    if name in ("Session", "CaptureOptions"):
+        from . import session
 
-        return Session
+        return getattr(session, name)
     raise AttributeError(f"module 'netprof' has no attribute {name!r}")

@@ -111,11 +111,18 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     spans["arg"] = np.where(se >= 0, ev["arg"][np.maximum(se, 0)], 0)
     spans["ret"] = np.where(ee >= 0, ev["arg"][np.maximum(ee, 0)], 0)
 
-    # Parent: the span opened by the latest earlier entry one level up in the same thread.
-    span_of_entry = np.full(n, -1, index)
-    span_of_entry[se[se >= 0]] = np.flatnonzero(se >= 0)
+    # Parent: the span opened by the latest earlier entry one level up in the same thread. Failing
+    # that, a span that is not the shallowest of its thread is inside a call entered before the
+    # capture: the orphan whose exit is the next one level up.
+    span_of_event = np.full(n, -1, index)           # the span each entry, and each orphan's exit, makes
+    span_of_event[se[se >= 0]] = np.flatnonzero(se >= 0)
+    span_of_event[ee[se < 0]] = np.flatnonzero(se < 0)
     parent_entry = parents.result()[np.maximum(se, 0)]
-    spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_entry[parent_entry], -1)
+    spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_event[parent_entry], -1)
+    in_orphan = np.flatnonzero((spans["parent"] < 0) & (spans["depth"] > 0))
+    if in_orphan.size and lone_exits.size:
+        exit_above = _next_lone_exit(src[in_orphan], at[src[in_orphan]] - 1, lone_exits, at, key)
+        spans["parent"][in_orphan] = np.where(exit_above >= 0, span_of_event[exit_above], -1)
     has_parent = spans["parent"] >= 0
     child_time = np.bincount(spans["parent"][has_parent], weights=spans["duration"][has_parent], minlength=len(spans))
     spans["self"] = np.maximum(spans["duration"].astype(np.float64) - child_time, 0).astype(np.uint64)
@@ -156,6 +163,21 @@ def _take(records: np.ndarray, order: np.ndarray) -> np.ndarray:
     """records[order], moving each record as one block of bytes (twice as fast as field by field)."""
     blocks = records.view(np.dtype((np.void, records.dtype.itemsize)))
     return blocks[order].view(records.dtype)
+
+
+def _next_lone_exit(after: np.ndarray, level: np.ndarray, lone_exits: np.ndarray, at: np.ndarray,
+                    key: np.ndarray) -> np.ndarray:
+    """For each event ``after`` (events sorted by thread, then time), the first of ``lone_exits``
+    after it in its thread that closes ``level`` (-1: none). Where the level is one the thread
+    reaches, there is one: the thread had to come down to it through an exit, and with no entry
+    there before, an exit without an entry."""
+    n = len(at)
+    low = int(at[lone_exits].min())
+    by_level = (at[lone_exits] - low).astype(np.int64) * n + lone_exits   # by level, then thread and time
+    order = np.argsort(by_level)
+    first = np.searchsorted(by_level[order], (level - low).astype(np.int64) * n + after + 1)
+    found = lone_exits[order[np.minimum(first, len(order) - 1)]]
+    return np.where((first < len(order)) & (at[found] == level) & (key[found] == key[after]), found, -1)
 
 
 def _enclosing_entries(entry: np.ndarray, group_start: np.ndarray, opener_of: np.ndarray) -> np.ndarray:

@@ -5,6 +5,9 @@ Interrupts nest inside the thread they interrupt, so each key's events are well 
 entry is matched with the next exit that brings its key back to the entry's level. Entries
 never closed become open spans (to the end of capture), exits never opened become orphan
 spans (from the start), both flagged. Parent and self time come from the nesting.
+
+A span's id is its row in the array ``build`` returns and its ``parent`` is that id (-1: none):
+``outermost`` walks those links, for every span at once.
 """
 
 from __future__ import annotations
@@ -211,3 +214,15 @@ def _enclosing_entries(entry: np.ndarray, group_start: np.ndarray, opener_of: np
         todo = todo[~ready]
         pointer[todo] = pointer[pointer[todo]]      # skip ahead along the chain
     return parent
+
+
+def outermost(parent: np.ndarray) -> np.ndarray:
+    """Each span's outermost enclosing span (its own id where it has no parent), by pointer
+    jumping: work proportional to the spans times the log of the deepest nesting."""
+    root = np.where(parent >= 0, parent, np.arange(len(parent)))
+    while True:
+        further = root[root]
+        if np.array_equal(further, root):
+            return root
+        root = further
+

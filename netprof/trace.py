@@ -80,6 +80,11 @@ class Spans:
         """A bool per span: a user function's (uprobe), not the kernel's."""
         return np.isin(self.array["probe"], self.trace.user_probes)
 
+    def outermost(self) -> np.ndarray:
+        """The id of each span's outermost enclosing span (its own where it has no parent)."""
+        roots = span_builder.outermost(self.trace.all_spans["parent"])
+        return roots if self.ids is None else roots[self.ids]
+
     def durations(self) -> np.ndarray:
         """Nanoseconds, of complete spans only (open and orphan spans are cut by the capture)."""
         return self.complete().array["duration"]

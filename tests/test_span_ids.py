@@ -3,11 +3,14 @@ between CPUs, the idle task on each CPU, kernel and user functions nested in eac
 already open when the capture started or still open when it ended, and lost events."""
 
 import csv
+import json
+from decimal import Decimal
 
 import numpy as np
 import pytest
 
 import netprof
+from netprof import export
 from netprof.probes.records import ENTRY, EXIT, SPAN_DTYPE
 from netprof.tracefile import Kind, TraceWriter, new_header
 
@@ -153,3 +156,44 @@ def test_csv_and_parquet_carry_id_and_parent(trace, tmp_path):
                          (table.column("id").to_pylist(), table.column("parent").to_pylist())):
         assert ids == spans.id.tolist() and parents == spans["parent"].tolist()
     assert_ids_and_parents(trace, spans)
+
+
+def perfetto_nesting(path):
+    """{id: the id of the slice Perfetto nests it in (None: none)} from a Chrome JSON trace, nesting
+    as Perfetto does: per (pid, tid) track, in order of start, a slice inside the last one still
+    open; it checks that a slice ends no later than the one it is in."""
+    events = [e for e in json.loads(path.read_text())["traceEvents"] if e["ph"] == "X"]
+    tracks = {}
+    for e in events:
+        tracks.setdefault((e["pid"], e["tid"]), []).append(e)
+    nesting = {}
+    for slices in tracks.values():
+        stack = []                                                # (end in ns, id)
+        for e in slices:
+            start = int(Decimal(str(e["ts"])) * 1000)
+            end = start + int(Decimal(str(e["dur"])) * 1000)
+            while stack and stack[-1][0] <= start:
+                stack.pop()
+            if stack:
+                assert end <= stack[-1][0], f"slice {e['args']['id']} ends after the one it is in"
+            nesting[e["args"]["id"]] = stack[-1][1] if stack else None
+            stack.append((end, e["args"]["id"]))
+    return nesting
+
+
+def nearest_exported_ancestor(every, span_id, exported):
+    parent = int(every["parent"][span_id])
+    while parent >= 0 and parent not in exported:
+        parent = int(every["parent"][parent])
+    return parent if parent >= 0 else None
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"start": 30_000, "end": 90_000}, {"probe": KERNEL[:3]}, {"ignored_cpus": [0]}])
+def test_perfetto_nests_spans_as_their_parents_say(trace, tmp_path, kwargs):
+    spans = trace.spans(**kwargs)
+    export.perfetto(trace, tmp_path / "t.json", spans)
+    nesting = perfetto_nesting(tmp_path / "t.json")
+    exported = set(spans.id.tolist())
+    assert set(nesting) == exported
+    every = trace.spans()
+    assert {i: nearest_exported_ancestor(every, i, exported) for i in exported} == nesting

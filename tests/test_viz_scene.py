@@ -256,3 +256,52 @@ def test_vertical_labels_for_short_spans(trace):
     vertical = {label.text for label in frame.labels if label.vertical}
     assert vertical and all("tcp_v4_rcv".startswith(text.rstrip("~")) for text in vertical)
     assert "ip_rcv" not in vertical  # 300 ms: written across
+
+
+# --- the viewer's numbers are the analysis layer's ---------------------------------------------------
+
+CALLS = [{"id": 0, "name": "tcp_sendmsg", "kind": "kernel", "mechanism": "fentry"},
+         {"id": 1, "name": "client:send_all", "kind": "user", "mechanism": "uprobe"},
+         {"id": 2, "name": "client:encode", "kind": "user", "mechanism": "uprobe"}]
+
+
+@pytest.fixture(scope="module")
+def user_calls_kernel(tmp_path_factory):
+    """send_all (20 us) calls encode (1.5 us), then the kernel's tcp_sendmsg (1.5 us), on thread 301
+    of process 300; meanwhile another thread runs tcp_sendmsg on CPU 0. Memory and throughput too."""
+    from netprof.probes import layout
+    from netprof.tracefile import Kind, TraceWriter, new_header
+
+    t0 = viz_trace.T0
+    calls = [(1, 1, 100_000, 120_000), (2, 1, 101_000, 102_500), (0, 1, 110_000, 111_500)]
+    rows = []
+    for probe, cpu, start, end in calls:
+        rows += [(t0 + start, 0, 300, 301, probe, cpu, 0), (t0 + end, 0, 300, 301, probe, cpu, 1)]
+    rows += [(t0 + 90_000, 0, 400, 400, 0, 0, 0), (t0 + 95_000, 0, 400, 400, 0, 0, 1)]
+    events = np.array(sorted(rows), dtype=layout.SPAN.dtype())
+    path = tmp_path_factory.mktemp("calls") / "calls.trace"
+    writer = TraceWriter(path, new_header(CALLS, 64, bin_ns=10_000, interfaces={"7": "veth0"}))
+    writer.write(Kind.SPANS, events)
+    memory = np.zeros(3, layout.MEMORY.dtype())
+    memory["ts"], memory["bytes"] = t0 + np.array([0, 100_000, 200_000]), np.array([1000, 1500, 1200]) * 2**20
+    writer.write(Kind.MEMORY, memory)
+    throughput = np.zeros(20, layout.THROUGHPUT.dtype())
+    throughput["ts"], throughput["ifindex"], throughput["packets"] = t0 + np.arange(20) * 10_000, 7, 1
+    throughput["bytes"] = np.arange(20) * 1000
+    writer.write(Kind.THROUGHPUT, throughput)
+    writer.close()
+    return netprof.load(path)
+
+
+def test_the_viewer_and_the_report_write_memory_and_throughput_alike(user_calls_kernel):
+    from netprof.report import format_report
+    from netprof.units import mbit_per_s, mib
+
+    report = format_report(user_calls_kernel)
+    scene = Scene(user_calls_kernel)
+    labels = {label.text for label in scene.frame(scene.initial_view(1000), 800).labels}
+    assert mib(1500 * 2**20) == "1,500.0 MiB" and f"max {mib(1500 * 2**20)}" in labels
+    assert mib(1000 * 2**20) in report and mib(1500 * 2**20) in report
+    assert f"min {mib(950 * 2**20)}" in labels                              # the lane's floor: 10% under the least
+    peak = mbit_per_s(19_000 / 10e-6)                                       # 19 kB in a 10 us bin
+    assert peak == "15,200.0 Mbit/s" and f"max {peak}" in labels and peak in report

@@ -15,6 +15,7 @@ import numpy as np
 from .. import spans as span_builder
 from ..probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX
 from ..trace import Trace
+from ..units import mbit_per_s, mib
 from . import colors
 from .font import CHAR_HEIGHT, CHAR_WIDTH, VERTICAL_STEP
 from .lod import LodIndex, gather
@@ -57,7 +58,6 @@ class Lane:
     y: float = 0.0      # top, px below the axis
     scale: float = 1.0  # series: the value drawn full height
     floor: float = 0.0  # series: the value drawn at the bottom
-    unit: str = ""
 
 
 @dataclass
@@ -237,8 +237,7 @@ class Scene:
             low, high = float(shown.min()), float(shown.max())
             # memory moves little against its total: draw the range it moved in, not from 0
             floor = max(low - (high - low) * 0.1, 0.0) if floor_room and high > low else 0.0
-            lane = Lane(title, kind, next_row, 1, SERIES_HEIGHT, scale=high or 1.0, floor=floor,
-                        unit="B/s" if kind == "throughput" else "B")
+            lane = Lane(title, kind, next_row, 1, SERIES_HEIGHT, scale=high or 1.0, floor=floor)
             self.series.append((lane, times, values, color))
             self.lanes.append(lane)
             next_row += 1
@@ -305,9 +304,10 @@ class Scene:
                 continue  # scrolled under the time axis
             paint.labels.append(Label(6, top + 2, lane.title[:18]))
             if lane.kind in ("throughput", "memory"):
-                paint.labels.append(Label(6, top + 16, f"max {_si(lane.scale)}{lane.unit}", color="grid"))
+                amount = mib if lane.kind == "memory" else mbit_per_s   # as the report writes them
+                paint.labels.append(Label(6, top + 16, f"max {amount(lane.scale)}", color="grid"))
                 if lane.floor:
-                    paint.labels.append(Label(6, top + 30, f"min {_si(lane.floor)}{lane.unit}", color="grid"))
+                    paint.labels.append(Label(6, top + 30, f"min {amount(lane.floor)}", color="grid"))
 
     def _paint_axis(self, paint: _Painter) -> None:
         """Grid lines and tick labels: over the lane backgrounds, under everything else."""
@@ -566,13 +566,6 @@ def _fit(name: str, room: int) -> str:
     if len(name) <= room:
         return name
     return name[: max(room - 1, 1)] + "~" if room >= 2 else name[:room]
-
-
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} "
 
 
 def ethernet_summary(frame: bytes) -> str:

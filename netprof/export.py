@@ -41,7 +41,8 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
         pids = _span_tracks(trace, spans)
         for pid in np.unique(pids[pids >= CPU_PID_BASE]).tolist():
             meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"CPU {pid - CPU_PID_BASE}"}})
-            meta.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid - CPU_PID_BASE}})
+            meta.append({"ph": "M", "name": "process_sort_index", "pid": pid,
+                         "args": {"sort_index": pid - CPU_PID_BASE}})
         for event in meta:
             f.write(json.dumps(event) + ",\n")
         # Parents before their children, also where both start at once (outer orphans, for one).

@@ -19,7 +19,8 @@ CPUS = 4
 KERNEL = [f"k{i}" for i in range(5)]
 USER = ["app:f0", "app:f1", "app:f2"]
 PROBES = ([{"id": i, "name": name, "kind": "kernel", "mechanism": "kprobe"} for i, name in enumerate(KERNEL)]
-          + [{"id": len(KERNEL) + i, "name": name, "kind": "user", "mechanism": "uprobe"} for i, name in enumerate(USER)]
+          + [{"id": len(KERNEL) + i, "name": name, "kind": "user", "mechanism": "uprobe"}
+             for i, name in enumerate(USER)]
           + [{"id": len(KERNEL) + len(USER), "name": "napi_poll", "kind": "event", "mechanism": "tracepoint"}])
 SPAN_PROBES = len(KERNEL) + len(USER)
 EVENT_PROBE = SPAN_PROBES
@@ -119,6 +120,7 @@ def test_the_random_streams_exercise_every_kind_of_span(trace):
     flags = np.bitwise_or.reduce(every["flags"])
     assert flags & netprof.trace.OPEN and flags & netprof.trace.ORPHAN and flags & netprof.trace.MISMATCHED
     assert (every["parent"] >= 0).sum() > len(every) / 3
+    assert np.all((every["parent"] >= 0) == (every["depth"] > 0))    # calls entered before the capture too
     assert every.is_user.any() and not every.is_user.all()
     user_parent = every.is_user[np.maximum(every["parent"], 0)] & (every["parent"] >= 0)
     assert (user_parent & ~every.is_user).any()                   # kernel functions called from user ones

@@ -7,7 +7,7 @@ never closed become open spans (to the end of capture), exits never opened becom
 spans (from the start), both flagged. Parent and self time come from the nesting.
 
 A span's id is its row in the array ``build`` returns and its ``parent`` is that id (-1: none):
-``outermost`` walks those links, for every span at once.
+``outermost`` and ``ancestors_among`` walk those links, for every span at once.
 """
 
 from __future__ import annotations
@@ -226,3 +226,16 @@ def outermost(parent: np.ndarray) -> np.ndarray:
             return root
         root = further
 
+
+def ancestors_among(parent: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """How many of each span's enclosing spans are ``chosen`` (a bool per span), by pointer
+    jumping as in ``outermost``."""
+    count = chosen.astype(np.int32)    # of the spans from each one up to, not including, jump
+    jump = parent.copy()
+    todo = np.flatnonzero(jump >= 0)
+    while todo.size:
+        via = jump[todo]
+        count[todo] += count[via]      # both gathered before written: each round sees the last one's
+        jump[todo] = jump[via]
+        todo = todo[jump[todo] >= 0]
+    return count - chosen

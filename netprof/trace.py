@@ -26,6 +26,7 @@ import numpy as np
 
 from . import outfile
 from . import spans as span_builder
+from .probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, TX  # noqa: F401 - what the keys of series() mean
 from .spans import MISMATCHED, OPEN, ORPHAN, SPAN  # noqa: F401 - span flags and the spans' dtype
 from .tracefile import Kind, RawTrace, read
 
@@ -41,6 +42,14 @@ def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lookup = np.zeros(len(counts), np.uint16 if len(present) < 1 << 16 else np.int64)  # uint16: radix sorts
     lookup[present] = np.arange(len(present))
     return present.astype(values.dtype), lookup[values], counts[present]
+
+
+FLAG_WORDS = {OPEN: "open at the end", ORPHAN: "entry before the capture", MISMATCHED: "exit missing"}
+
+
+def flag_words(flags: int) -> list[str]:
+    """What a span's ``flags`` say, in words (none for a complete span)."""
+    return [words for bit, words in FLAG_WORDS.items() if flags & bit]
 
 
 def _compact_ids(rows: np.ndarray, total: int) -> np.ndarray:
@@ -79,6 +88,19 @@ class Spans:
     def is_user(self) -> np.ndarray:
         """A bool per span: a user function's (uprobe), not the kernel's."""
         return np.isin(self.array["probe"], self.trace.user_probes)
+
+    def kind_depth(self) -> np.ndarray:
+        """Each span's depth among spans of its own kind, user or kernel: a kernel function called
+        from a user function is at kernel depth 0 (while its ``depth`` is 1)."""
+        depth = self.array["depth"].astype(np.int64)
+        if not self.trace.user_probes.size:
+            return depth
+        every = self.trace.all_spans
+        user = np.isin(every["probe"], self.trace.user_probes)
+        user_above = span_builder.ancestors_among(every["parent"], user)
+        if self.ids is not None:
+            user, user_above = user[self.ids], user_above[self.ids]
+        return np.where(user, user_above, depth - user_above)
 
     def outermost(self) -> np.ndarray:
         """The id of each span's outermost enclosing span (its own where it has no parent)."""

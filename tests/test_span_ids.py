@@ -135,6 +135,23 @@ def test_ids_and_parents_hold_through_every_filter(trace):
         assert_ids_and_parents(trace, spans.complete())
 
 
+def test_kind_depth_counts_the_enclosing_spans_of_the_same_kind(trace):
+    every = trace.spans()
+    user = every.is_user
+
+    def same_kind_above(i):
+        count, parent = 0, int(every["parent"][i])
+        while parent >= 0:
+            count += user[parent] == user[i]
+            parent = int(every["parent"][parent])
+        return count
+
+    truth = [same_kind_above(i) for i in range(len(every))]
+    assert every.kind_depth().tolist() == truth
+    spans = trace.spans(start=20_000, end=70_000, probe=KERNEL[:2] + USER[:1])
+    assert spans.kind_depth().tolist() == [truth[i] for i in spans.id]
+
+
 def test_filters_select_what_they_say(trace):
     every = trace.spans()
     origin = trace.time_range[0]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netprof.probes.records import ENTRY, EXIT, SPAN_DTYPE
-from netprof.spans import MISMATCHED, OPEN, ORPHAN, build
+from netprof.spans import MISMATCHED, OPEN, ORPHAN, ancestors_among, build, outermost
 
 
 def events(*rows):
@@ -74,6 +74,13 @@ def test_calls_entered_before_the_capture_are_parents_too():
     assert as_tuples(spans) == [(0, 4, 2, 1, ORPHAN), (0, 7, 1, 0, ORPHAN), (2, 3, 3, 2, 0), (5, 6, 4, 1, 0)]
     assert list(spans["parent"]) == [1, -1, 0, 1]
     assert list(spans["self"]) == [4 - 1, 7 - 4 - 1, 1, 1]
+
+
+def test_walks_up_the_parent_links():
+    parent = np.array([-1, 0, 1, 2, -1, 4, 2, 6, 7])
+    chosen = np.array([1, 0, 1, 1, 0, 1, 0, 1, 0], bool)
+    assert list(outermost(parent)) == [0, 0, 0, 0, 4, 4, 0, 0, 0]
+    assert list(ancestors_among(parent, chosen)) == [0, 1, 1, 2, 0, 0, 2, 2, 3]
 
 
 def test_lost_exit_is_reported_as_mismatch_not_hidden():

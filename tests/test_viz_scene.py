@@ -293,6 +293,49 @@ def user_calls_kernel(tmp_path_factory):
     return netprof.load(path)
 
 
+def hover(controller, name, pid=300):
+    """Move the pointer to the middle of the span of ``name`` in process ``pid``: (its index in the
+    scene, the tooltip's lines as drawn)."""
+    scene, view = controller.scene, controller.view
+    i = next(i for i, s in enumerate(scene.spans) if scene.names[s["probe"]] == name and s["pid"] == pid)
+    controller.move(LEFT + ((scene.span_start[i] + scene.span_end[i]) / 2 - view.t0) / view.ns_per_px,
+                    TOP + scene.row_y[scene.span_row[i]] + scene.row_h[scene.span_row[i]] / 2)
+    assert controller.hover == i
+    labels = controller.frame().labels
+    first = max(k for k, label in enumerate(labels) if label.text == name)   # the tooltip comes last
+    return i, [label.text for label in labels[first:first + len(scene.describe(i))]]
+
+
+def test_tooltips_show_the_numbers_of_trace_spans(user_calls_kernel):
+    trace = user_calls_kernel
+    every = trace.spans()
+    controller = Controller(Scene(trace), (1600, 600))
+    controller.easing.jump(View(95_000, 125_000, 1600 - LEFT))
+    for name in ("client:send_all", "client:encode", "tcp_sendmsg"):
+        i, lines = hover(controller, name)
+        span_id = int(controller.scene.span_ids[i])
+        truth = every.array[span_id]
+        assert controller.scene.spans[i] == truth                         # the data behind the tooltip
+        parent = int(truth["parent"])
+        assert lines[1].endswith(f"duration {format_duration(int(truth['duration']))}")
+        assert lines[2] == f"self {format_duration(int(truth['self']))}  depth {int(truth['depth'])}"
+        assert lines[3] == f"id {span_id}  parent {parent if parent >= 0 else 'none'}"
+    send_all = every.array[every.array["probe"] == 1][0]
+    assert send_all["self"] == 17_000 and send_all["depth"] == 0           # 20 us less both calls in it
+    sendmsg = every.array[(every.array["probe"] == 0) & (every.array["pid"] == 300)][0]
+    assert sendmsg["depth"] == 1 and every.array[sendmsg["parent"]]["probe"] == 1
+    _, lines = hover(controller, "client:send_all")
+    assert lines[2] == "self 17 us  depth 0"
+
+
+def test_a_kernel_function_called_from_user_code_heads_its_cpus_stack(user_calls_kernel):
+    scene = Scene(user_calls_kernel)
+    lanes = {lane.title: lane for lane in scene.lanes}
+    assert lanes["CPU 1"].rows == 1 and lanes["tid 301 (300)"].rows == 2         # no empty row above tcp_sendmsg
+    sendmsg = next(i for i, s in enumerate(scene.spans) if s["probe"] == 0 and s["pid"] == 300)
+    assert scene.span_row[sendmsg] == lanes["CPU 1"].first_row
+
+
 def test_the_viewer_and_the_report_write_memory_and_throughput_alike(user_calls_kernel):
     from netprof.report import format_report
     from netprof.units import mbit_per_s, mib

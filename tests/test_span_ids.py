@@ -158,7 +158,7 @@ def test_filters_select_what_they_say(trace):
     spans = trace.spans(start=20_000, end=60_000, ignored_cpus=[1])
     expected = ((every.array["end"] >= origin + 20_000) & (every.array["start"] < origin + 60_000)
                 & (every.array["cpu"] != 1))
-    assert list(spans.id) == list(np.flatnonzero(expected))
+    assert list(spans.id) == list(np.flatnonzero(expected)) and spans["id"] is spans.id
     assert spans.id.dtype == np.int32                             # compact: the trace has < 2**31 spans
 
 

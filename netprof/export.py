@@ -1,9 +1,11 @@
 """Exports: Perfetto / Chrome trace JSON, pcap of the XDP packets, CSV or Parquet of spans.
 
-Perfetto (ui.perfetto.dev) opens the JSON with one process per CPU whose threads carry the spans
-that started on that CPU (one track per CPU and thread: each thread's spans nest properly),
-user-function spans under their real process and thread, counter tracks for throughput and
-memory, and an instant event for every XDP packet.
+Perfetto (ui.perfetto.dev) opens the JSON with one process per CPU whose threads carry the call
+trees whose outermost span started on that CPU, user functions' call trees (kernel functions they
+call included) under their real process and thread, counter tracks for throughput and memory, and
+an instant event for every XDP packet. A call tree stays on one track, even where its thread moved
+to another CPU, so Perfetto nests every span under its ``parent``; each slice's args carry its
+``id`` and ``parent`` (as in netprof's CSV and Parquet).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
     """Write Chrome trace-event JSON; returns how many events of each kind were written."""
     spans = spans if spans is not None else trace.spans()
     origin = trace.time_range[0]
-    user = {p["id"] for p in trace.probes if p["kind"] == "user"}
     names = [json.dumps(p["name"]) for p in trace.probes]
     counts = {"spans": 0, "counters": 0, "packets": 0}
     with outfile.writing(path, "w") as f:
@@ -37,21 +38,22 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
         meta = [{"ph": "M", "name": "process_name", "pid": XDP_PID, "args": {"name": "XDP packets"}},
                 {"ph": "M", "name": "process_name", "pid": COUNTER_PID, "args": {"name": "throughput and memory"}}]
         a = spans.array
-        is_user = np.isin(a["probe"], list(user)) if user else np.zeros(len(a), bool)
-        pids = np.where(is_user, a["pid"], CPU_PID_BASE + a["cpu"].astype(np.int64))
-        for cpu in np.unique(a["cpu"][~is_user]):
-            meta.append({"ph": "M", "name": "process_name", "pid": CPU_PID_BASE + int(cpu),
-                         "args": {"name": f"CPU {int(cpu)}"}})
-            meta.append({"ph": "M", "name": "process_sort_index", "pid": CPU_PID_BASE + int(cpu),
-                         "args": {"sort_index": int(cpu)}})
+        pids = _span_tracks(trace, spans)
+        for pid in np.unique(pids[pids >= CPU_PID_BASE]).tolist():
+            meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"CPU {pid - CPU_PID_BASE}"}})
+            meta.append({"ph": "M", "name": "process_sort_index", "pid": pid,
+                         "args": {"sort_index": pid - CPU_PID_BASE}})
         for event in meta:
             f.write(json.dumps(event) + ",\n")
+        # Parents before their children, also where both start at once (outer orphans, for one).
+        order = np.lexsort((a["depth"], a["start"]))
         starts = (a["start"] - origin) / 1e3
         durations = a["duration"] / 1e3
-        for i in range(len(a)):
+        ids = spans.id
+        for i in order.tolist():
             f.write(f'{{"ph":"X","name":{names[a["probe"][i]]},"pid":{pids[i]},"tid":{a["tid"][i]},'
-                    f'"ts":{starts[i]:.3f},"dur":{durations[i]:.3f},"args":{{"arg":{a["arg"][i]},'
-                    f'"ret":{a["ret"][i]},"self_ns":{a["self"][i]},"flags":{a["flags"][i]}}}}},\n')
+                    f'"ts":{starts[i]:.3f},"dur":{durations[i]:.3f},"args":{{"id":{ids[i]},"parent":{a["parent"][i]},'
+                    f'"arg":{a["arg"][i]},"ret":{a["ret"][i]},"self_ns":{a["self"][i]},"flags":{a["flags"][i]}}}}},\n')
         counts["spans"] = len(a)
         bin_ns = trace.header.get("bin_ns", 10_000_000)
         for (netns, ifindex, direction), (times, values) in trace.series("throughput", bin_ns).items():
@@ -76,6 +78,16 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
             counts["packets"] += 1
         f.write('{"ph":"M","name":"trace_end","pid":0,"args":{}}\n]}\n')
     return counts
+
+
+def _span_tracks(trace: Trace, spans: Spans) -> np.ndarray:
+    """The Perfetto process of each span, the tid being its own: that of the outermost span of its
+    call tree (its real process for a user function, else CPU_PID_BASE + the CPU it started on;
+    the idle task, tid 0 on every CPU, always the latter)."""
+    every = trace.all_spans
+    root = spans.outermost()
+    own_thread = np.isin(every["probe"][root], trace.user_probes) & (spans.array["tid"] != 0)
+    return np.where(own_thread, spans.array["pid"], CPU_PID_BASE + every["cpu"][root].astype(np.int64))
 
 
 def pcap(trace: Trace, path: str | Path) -> int:

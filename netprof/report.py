@@ -8,6 +8,7 @@ import numpy as np
 from .loss import loss_line
 from .probes.layout import memory_source
 from .trace import Trace, load  # noqa: F401 - load is part of this module's interface
+from .units import mbit_per_s, mib
 
 
 def _ns(value: float) -> str:
@@ -76,10 +77,9 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
             for direction, name in ((0, "rx"), (1, "tx")):
                 mine = tput[(tput["netns"] == netns) & (tput["ifindex"] == ifindex) & (tput["direction"] == direction)]
                 if mine.size:
-                    peak = mine["bytes"].max() * 8 / bin_s
                     label = f"{trace.interface_name(netns, ifindex)} ({ifindex})"
                     rows.append([label, name, f"{int(mine['packets'].sum()):,}",
-                                 f"{int(mine['bytes'].sum()):,}", f"{peak / 1e6:,.1f} Mbit/s"])
+                                 f"{int(mine['bytes'].sum()):,}", mbit_per_s(mine["bytes"].max() / bin_s)])
         out += ["", "throughput:", _table(["interface", "dir", "packets", "bytes", "peak"], rows)]
     memory = trace.memory
     if memory.size:
@@ -88,7 +88,7 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
             mine = memory[memory["pid"] == pid]["bytes"]
             name = trace.process_name(int(pid))
             rows.append([f"{name} ({int(pid)})" if name else memory_source(pid), f"{len(mine):,}",
-                         f"{mine.min() / 2**20:,.1f} MiB", f"{mine.max() / 2**20:,.1f} MiB"])
+                         mib(mine.min()), mib(mine.max())])
         out += ["", "memory:", _table(["what", "samples", "min", "max"], rows)]
     lost = trace.lost
     lost_chunks = sum(trace.raw.lost_by_kind.values())

@@ -5,6 +5,9 @@ Interrupts nest inside the thread they interrupt, so each key's events are well 
 entry is matched with the next exit that brings its key back to the entry's level. Entries
 never closed become open spans (to the end of capture), exits never opened become orphan
 spans (from the start), both flagged. Parent and self time come from the nesting.
+
+A span's id is its row in the array ``build`` returns and its ``parent`` is that id (-1: none):
+``outermost`` and ``ancestors_among`` walk those links, for every span at once.
 """
 
 from __future__ import annotations
@@ -111,11 +114,18 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     spans["arg"] = np.where(se >= 0, ev["arg"][np.maximum(se, 0)], 0)
     spans["ret"] = np.where(ee >= 0, ev["arg"][np.maximum(ee, 0)], 0)
 
-    # Parent: the span opened by the latest earlier entry one level up in the same thread.
-    span_of_entry = np.full(n, -1, index)
-    span_of_entry[se[se >= 0]] = np.flatnonzero(se >= 0)
+    # Parent: the span opened by the latest earlier entry one level up in the same thread. Failing
+    # that, a span that is not the shallowest of its thread is inside a call entered before the
+    # capture: the orphan whose exit is the next one level up.
+    span_of_event = np.full(n, -1, index)           # the span each entry, and each orphan's exit, makes
+    span_of_event[se[se >= 0]] = np.flatnonzero(se >= 0)
+    span_of_event[ee[se < 0]] = np.flatnonzero(se < 0)
     parent_entry = parents.result()[np.maximum(se, 0)]
-    spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_entry[parent_entry], -1)
+    spans["parent"] = np.where((se >= 0) & (parent_entry >= 0), span_of_event[parent_entry], -1)
+    in_orphan = np.flatnonzero((spans["parent"] < 0) & (spans["depth"] > 0))
+    if in_orphan.size and lone_exits.size:
+        exit_above = _next_lone_exit(src[in_orphan], at[src[in_orphan]] - 1, lone_exits, at, key)
+        spans["parent"][in_orphan] = np.where(exit_above >= 0, span_of_event[exit_above], -1)
     has_parent = spans["parent"] >= 0
     child_time = np.bincount(spans["parent"][has_parent], weights=spans["duration"][has_parent], minlength=len(spans))
     spans["self"] = np.maximum(spans["duration"].astype(np.float64) - child_time, 0).astype(np.uint64)
@@ -158,6 +168,21 @@ def _take(records: np.ndarray, order: np.ndarray) -> np.ndarray:
     return blocks[order].view(records.dtype)
 
 
+def _next_lone_exit(after: np.ndarray, level: np.ndarray, lone_exits: np.ndarray, at: np.ndarray,
+                    key: np.ndarray) -> np.ndarray:
+    """For each event ``after`` (events sorted by thread, then time), the first of ``lone_exits``
+    after it in its thread that closes ``level`` (-1: none). Where the level is one the thread
+    reaches, there is one: the thread had to come down to it through an exit, and with no entry
+    there before, an exit without an entry."""
+    n = len(at)
+    low = int(at[lone_exits].min())
+    by_level = (at[lone_exits] - low).astype(np.int64) * n + lone_exits   # by level, then thread and time
+    order = np.argsort(by_level)
+    first = np.searchsorted(by_level[order], (level - low).astype(np.int64) * n + after + 1)
+    found = lone_exits[order[np.minimum(first, len(order) - 1)]]
+    return np.where((first < len(order)) & (at[found] == level) & (key[found] == key[after]), found, -1)
+
+
 def _enclosing_entries(entry: np.ndarray, group_start: np.ndarray, opener_of: np.ndarray) -> np.ndarray:
     """For each entry event, the index of the entry that opened its enclosing span (-1 if none).
 
@@ -189,3 +214,28 @@ def _enclosing_entries(entry: np.ndarray, group_start: np.ndarray, opener_of: np
         todo = todo[~ready]
         pointer[todo] = pointer[pointer[todo]]      # skip ahead along the chain
     return parent
+
+
+def outermost(parent: np.ndarray) -> np.ndarray:
+    """Each span's outermost enclosing span (its own id where it has no parent), by pointer
+    jumping: work proportional to the spans times the log of the deepest nesting."""
+    root = np.where(parent >= 0, parent, np.arange(len(parent)))
+    while True:
+        further = root[root]
+        if np.array_equal(further, root):
+            return root
+        root = further
+
+
+def ancestors_among(parent: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """How many of each span's enclosing spans are ``chosen`` (a bool per span), by pointer
+    jumping as in ``outermost``."""
+    count = chosen.astype(np.int32)    # of the spans from each one up to, not including, jump
+    jump = parent.copy()
+    todo = np.flatnonzero(jump >= 0)
+    while todo.size:
+        via = jump[todo]
+        count[todo] += count[via]      # both gathered before written: each round sees the last one's
+        jump[todo] = jump[via]
+        todo = todo[jump[todo] >= 0]
+    return count - chosen

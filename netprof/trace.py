@@ -6,6 +6,10 @@ statistics and resampled series, all vectorised.
     trace.spans(probe="ip_rcv").durations()          # numpy array of nanoseconds
     trace.spans(cpu=0, start=1e9, end=2e9).stats()    # per probe: count, total, self, p50, p99 ...
     trace.series("throughput", resolution=1e7)      # per (netns, interface, direction), 10 ms bins
+
+Every span has an ``id``, its row in ``trace.all_spans`` (the whole trace's spans), which every
+filter and export keeps, and a ``parent``: the id of the span it nests in, -1 for none. Report,
+viewer and exports all read this one set of spans.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import numpy as np
 
 from . import outfile
 from . import spans as span_builder
+from .probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, TX  # noqa: F401 - what the keys of series() mean
+from .spans import MISMATCHED, OPEN, ORPHAN, SPAN  # noqa: F401 - span flags and the spans' dtype
 from .tracefile import Kind, RawTrace, read
 
 STATS = np.dtype([("probe", "<u2"), ("count", "<u8"), ("incomplete", "<u8"), ("total", "<u8"), ("self", "<u8"),
@@ -38,25 +44,75 @@ def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return present.astype(values.dtype), lookup[values], counts[present]
 
 
+FLAG_WORDS = {OPEN: "open at the end", ORPHAN: "entry before the capture", MISMATCHED: "exit missing"}
+
+
+def flag_words(flags: int) -> list[str]:
+    """What a span's ``flags`` say, in words (none for a complete span)."""
+    return [words for bit, words in FLAG_WORDS.items() if flags & bit]
+
+
+def _compact_ids(rows: np.ndarray, total: int) -> np.ndarray:
+    """Row numbers of a trace's spans in int32 where the trace has fewer than 2**31 spans."""
+    return rows.astype(np.int32 if total < 1 << 31 else np.int64, copy=False)
+
+
 @dataclass
 class Spans:
-    """A selection of spans (``array``: dtype netprof.spans.SPAN) of one trace."""
+    """A selection of spans (``array``: dtype netprof.spans.SPAN) of one trace, with their ids
+    (``ids``: rows in ``trace.all_spans``; None where the selection is all of them, in order)."""
 
     array: np.ndarray
     trace: Trace
+    ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.array)
 
     def __getitem__(self, key):
-        return self.array[key]
+        return self.id if isinstance(key, str) and key == "id" else self.array[key]
+
+    @property
+    def id(self) -> np.ndarray:
+        """Each span's id: its row in the whole trace's spans, as its children's ``parent`` says."""
+        if self.ids is None:
+            return _compact_ids(np.arange(len(self.array)), len(self.array))
+        return self.ids
+
+    def where(self, keep: np.ndarray) -> Spans:
+        """The spans for which ``keep`` (a bool per span) holds, ids kept."""
+        rows = np.flatnonzero(keep) if self.ids is None else self.ids[keep]
+        return Spans(self.array[keep], self.trace, _compact_ids(rows, len(self.trace.all_spans)))
+
+    @property
+    def is_user(self) -> np.ndarray:
+        """A bool per span: a user function's (uprobe), not the kernel's."""
+        return np.isin(self.array["probe"], self.trace.user_probes)
+
+    def kind_depth(self) -> np.ndarray:
+        """Each span's depth among spans of its own kind, user or kernel: a kernel function called
+        from a user function is at kernel depth 0 (while its ``depth`` is 1)."""
+        depth = self.array["depth"].astype(np.int64)
+        if not self.trace.user_probes.size:
+            return depth
+        every = self.trace.all_spans
+        user = np.isin(every["probe"], self.trace.user_probes)
+        user_above = span_builder.ancestors_among(every["parent"], user)
+        if self.ids is not None:
+            user, user_above = user[self.ids], user_above[self.ids]
+        return np.where(user, user_above, depth - user_above)
+
+    def outermost(self) -> np.ndarray:
+        """The id of each span's outermost enclosing span (its own where it has no parent)."""
+        roots = span_builder.outermost(self.trace.all_spans["parent"])
+        return roots if self.ids is None else roots[self.ids]
 
     def durations(self) -> np.ndarray:
         """Nanoseconds, of complete spans only (open and orphan spans are cut by the capture)."""
         return self.complete().array["duration"]
 
     def complete(self) -> Spans:
-        return Spans(self.array[self.array["flags"] == 0], self.trace)
+        return self.where(self.array["flags"] == 0)
 
     def stats(self) -> np.ndarray:
         """Per probe: count, incomplete, total, self, mean, p50, p90, p99, max (ns); vectorised."""
@@ -96,23 +152,26 @@ class Spans:
         return dict(zip(cpus.tolist(), busy.tolist(), strict=True))
 
     def to_csv(self, path: str | Path) -> None:
-        names = ["start", "end", "duration", "self", "depth", "cpu", "pid", "tid", "probe", "name", "flags",
+        """One row per span, ``id`` first; ``parent`` is the id of the enclosing span (-1: none)."""
+        names = ["id", "start", "end", "duration", "self", "depth", "cpu", "pid", "tid", "probe", "name", "flags",
                  "parent", "arg", "ret"]
         probe_names = np.array([p["name"] for p in self.trace.probes] or [""], dtype=object)
         a = self.array
-        columns = [a[n] if n != "name" else probe_names[np.minimum(a["probe"], len(probe_names) - 1)] for n in names]
+        columns = [self.id if n == "id" else probe_names[np.minimum(a["probe"], len(probe_names) - 1)]
+                   if n == "name" else a[n] for n in names]
         with outfile.writing(path, "w") as f:
             f.write(",".join(names) + "\n")
             for row in zip(*(c.tolist() for c in columns), strict=True):
                 f.write(",".join(map(str, row)) + "\n")
 
     def to_parquet(self, path: str | Path) -> None:
+        """As ``to_csv``: an ``id`` column, and ``parent`` holding the enclosing span's id."""
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
             raise RuntimeError("Parquet needs pyarrow: pip install pyarrow (or export CSV)") from None
-        table = pa.table({name: self.array[name] for name in self.array.dtype.names})
+        table = pa.table({"id": self.id} | {name: self.array[name] for name in self.array.dtype.names})
         names = [p["name"] for p in self.trace.probes]
         table = table.append_column("name", pa.array([names[i] if i < len(names) else "" for i in self.array["probe"]]))
         with outfile.writing(path) as f:
@@ -206,6 +265,11 @@ class Trace:
         return np.array([p["id"] for p in self.probes if p["kind"] == "event"], np.uint16)
 
     @cached_property
+    def user_probes(self) -> np.ndarray:
+        """The ids of the probes on user functions (uprobes)."""
+        return np.array([p["id"] for p in self.probes if p["kind"] == "user"], np.uint16)
+
+    @cached_property
     def time_range(self) -> tuple[int, int]:
         """First and last timestamp of the capture (ns, CLOCK_MONOTONIC)."""
         stamps = [a["ts"] for a in (self.events, self.packets, self.throughput, self.memory) if a.size]
@@ -215,7 +279,8 @@ class Trace:
 
     @cached_property
     def all_spans(self) -> np.ndarray:
-        """Spans of every entry/exit probe (instant events left out), sorted by start."""
+        """Spans of every entry/exit probe (instant events left out), sorted by start: a span's id
+        is its row here."""
         events = self.events
         if self.instant_probes.size:
             events = events[~np.isin(events["probe"], self.instant_probes)]
@@ -227,7 +292,8 @@ class Trace:
               pid: int | Iterable[int] | None = None, start: float | None = None, end: float | None = None,
               ignored_cpus: Iterable[int] = ()) -> Spans:
         """Spans, optionally of some probes, CPUs, processes, or overlapping [start, end) ns since
-        the start of the capture (the prototype's ``-f START-END``)."""
+        the start of the capture (the prototype's ``-f START-END``). Each keeps its id and parent,
+        whether or not the parent is among them."""
         a = self.all_spans
         if probe is None and cpu is None and pid is None and start is None and end is None and not ignored_cpus:
             return Spans(a, self)  # no copy of what may be gigabytes
@@ -245,7 +311,7 @@ class Trace:
             keep &= a["end"] >= origin + int(start)
         if end is not None:
             keep &= a["start"] < origin + int(end)
-        return Spans(a[keep], self)
+        return Spans(a, self).where(keep)
 
     def interface_name(self, netns: int, ifindex: int) -> str:
         """An interface as the capture saw it: its name in the capturing network namespace

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netprof.probes.records import ENTRY, EXIT, SPAN_DTYPE
-from netprof.spans import MISMATCHED, OPEN, ORPHAN, build
+from netprof.spans import MISMATCHED, OPEN, ORPHAN, ancestors_among, build, outermost
 
 
 def events(*rows):
@@ -65,6 +65,22 @@ def test_unmatched_entries_and_exits_are_flagged():
     spans = build(events((2, EXIT, 1, 10, 0), (3, ENTRY, 2, 10, 0), (4, EXIT, 2, 10, 0), (5, ENTRY, 3, 10, 0)),
                   t_start=0, t_end=9)
     assert as_tuples(spans) == [(0, 2, 1, 0, ORPHAN), (3, 4, 2, 0, 0), (5, 9, 3, 0, OPEN)]
+
+
+def test_calls_entered_before_the_capture_are_parents_too():
+    # Inside A, inside B when the capture starts: c in B, then B returns, then d in A, then A returns.
+    spans = build(events((2, ENTRY, 3, 10, 0), (3, EXIT, 3, 10, 0), (4, EXIT, 2, 10, 0), (5, ENTRY, 4, 10, 0),
+                         (6, EXIT, 4, 10, 0), (7, EXIT, 1, 10, 0)), t_start=0, t_end=9)
+    assert as_tuples(spans) == [(0, 4, 2, 1, ORPHAN), (0, 7, 1, 0, ORPHAN), (2, 3, 3, 2, 0), (5, 6, 4, 1, 0)]
+    assert list(spans["parent"]) == [1, -1, 0, 1]
+    assert list(spans["self"]) == [4 - 1, 7 - 4 - 1, 1, 1]
+
+
+def test_walks_up_the_parent_links():
+    parent = np.array([-1, 0, 1, 2, -1, 4, 2, 6, 7])
+    chosen = np.array([1, 0, 1, 1, 0, 1, 0, 1, 0], bool)
+    assert list(outermost(parent)) == [0, 0, 0, 0, 4, 4, 0, 0, 0]
+    assert list(ancestors_among(parent, chosen)) == [0, 1, 1, 2, 0, 0, 2, 2, 3]
 
 
 def test_lost_exit_is_reported_as_mismatch_not_hidden():

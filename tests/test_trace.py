@@ -137,8 +137,13 @@ def test_csv_export(trace, tmp_path):
     out = tmp_path / "t.csv"
     trace.spans(probe="tcp_v4_rcv").to_csv(out)
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("start,end,duration") and len(lines) == 101
+    assert lines[0].startswith("id,start,end,duration") and len(lines) == 101
     assert all(",tcp_v4_rcv," in line for line in lines[1:])
+    rows = np.genfromtxt(out, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    every = trace.spans()
+    assert set(every["probe"][rows["parent"]]) == {0}                  # each called from an ip_rcv ...
+    assert list(every["start"][rows["parent"]]) == list(rows["start"] - 100)  # ... the one it is in
+    assert list(every["duration"][rows["id"]]) == list(rows["duration"])
 
 
 def test_export_cli(tmp_path):
@@ -162,6 +167,10 @@ def test_parquet_export(trace, tmp_path):
     assert table.num_rows == 100
     assert set(table.column("name").to_pylist()) == {"tcp_v4_rcv"}
     assert sorted(table.column("duration").to_pylist()) == list(range(100))
+    every = trace.spans()
+    assert set(every["probe"][table.column("parent").to_numpy()]) == {0}
+    assert table.column_names[0] == "id"
+    assert list(every["duration"][table.column("id").to_numpy()]) == table.column("duration").to_pylist()
 
 
 def test_progress_bar_load_gives_the_same_trace(tmp_path):

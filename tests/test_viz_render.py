@@ -71,9 +71,9 @@ def test_spans_are_drawn_in_their_colour_where_they_are(offscreen, trace_path):
     assert near(img[cpu0, x_of(view, 390e6)], rgb_of("ip_rcv"))
     assert near(img[cpu0_depth1, x_of(view, 240e6)], rgb_of("tcp_v4_rcv"))
     assert near(img[cpu1, x_of(view, 890e6)], rgb_of("ip_rcv"))
-    assert near(img[row_middle(scene, "tid 301 (300)"), x_of(view, 690e6)], rgb_of("client:send_all"))
+    assert near(img[row_middle(scene, "client 300 tid 301"), x_of(view, 690e6)], rgb_of("client:send_all"))
     # lanes top to bottom: CPU 0 above CPU 1 above the user thread, as the scene laid them out
-    assert cpu0 < cpu0_depth1 < cpu1 < row_middle(scene, "tid 301 (300)")
+    assert cpu0 < cpu0_depth1 < cpu1 < row_middle(scene, "client 300 tid 301")
 
 
 def test_nothing_is_drawn_where_there_is_no_span(offscreen, trace_path):

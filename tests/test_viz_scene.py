@@ -92,7 +92,7 @@ def test_ethernet_summary():
 def test_lanes_in_order(trace):
     scene = Scene(trace)
     titles = [lane.title for lane in scene.lanes]
-    assert titles == ["CPU 0", "CPU 1", "tid 301 (300)", "XDP veth0", "veth0 rx", "memory"]
+    assert titles == ["CPU 0", "CPU 1", "client 300 tid 301", "XDP veth0", "veth0 rx", "memory"]
     ys = [lane.y for lane in scene.lanes]
     assert ys == sorted(ys)
     assert scene.lanes[0].rows == 2  # ip_rcv with tcp_v4_rcv inside
@@ -100,7 +100,7 @@ def test_lanes_in_order(trace):
 
 def test_merged_stack_and_options(trace):
     merged = Scene(trace, Options(stack="merged", memory=False, throughput=False, xdp=False))
-    assert [lane.title for lane in merged.lanes] == ["all CPUs", "tid 301 (300)"]
+    assert [lane.title for lane in merged.lanes] == ["all CPUs", "client 300 tid 301"]
     no_cpu1 = Scene(trace, Options(ignored_cpus=(1,)))
     assert "CPU 1" not in [lane.title for lane in no_cpu1.lanes]
     assert set(no_cpu1.spans["cpu"]) == {0}
@@ -256,3 +256,95 @@ def test_vertical_labels_for_short_spans(trace):
     vertical = {label.text for label in frame.labels if label.vertical}
     assert vertical and all("tcp_v4_rcv".startswith(text.rstrip("~")) for text in vertical)
     assert "ip_rcv" not in vertical  # 300 ms: written across
+
+
+# --- the viewer's numbers are the analysis layer's ---------------------------------------------------
+
+CALLS = [{"id": 0, "name": "tcp_sendmsg", "kind": "kernel", "mechanism": "fentry"},
+         {"id": 1, "name": "client:send_all", "kind": "user", "mechanism": "uprobe"},
+         {"id": 2, "name": "client:encode", "kind": "user", "mechanism": "uprobe"}]
+
+
+@pytest.fixture(scope="module")
+def user_calls_kernel(tmp_path_factory):
+    """send_all (20 us) calls encode (1.5 us), then the kernel's tcp_sendmsg (1.5 us), on thread 301
+    of process 300; meanwhile another thread runs tcp_sendmsg on CPU 0. Memory and throughput too."""
+    from netprof.probes import layout
+    from netprof.tracefile import Kind, TraceWriter, new_header
+
+    t0 = viz_trace.T0
+    calls = [(1, 1, 100_000, 120_000), (2, 1, 101_000, 102_500), (0, 1, 110_000, 111_500)]
+    rows = []
+    for probe, cpu, start, end in calls:
+        rows += [(t0 + start, 0, 300, 301, probe, cpu, 0), (t0 + end, 0, 300, 301, probe, cpu, 1)]
+    rows += [(t0 + 90_000, 0, 400, 400, 0, 0, 0), (t0 + 95_000, 0, 400, 400, 0, 0, 1)]
+    events = np.array(sorted(rows), dtype=layout.SPAN.dtype())
+    path = tmp_path_factory.mktemp("calls") / "calls.trace"
+    writer = TraceWriter(path, new_header(CALLS, 64, bin_ns=10_000, interfaces={"7": "veth0"}))
+    writer.write(Kind.SPANS, events)
+    memory = np.zeros(3, layout.MEMORY.dtype())
+    memory["ts"], memory["bytes"] = t0 + np.array([0, 100_000, 200_000]), np.array([1000, 1500, 1200]) * 2**20
+    writer.write(Kind.MEMORY, memory)
+    throughput = np.zeros(20, layout.THROUGHPUT.dtype())
+    throughput["ts"], throughput["ifindex"], throughput["packets"] = t0 + np.arange(20) * 10_000, 7, 1
+    throughput["bytes"] = np.arange(20) * 1000
+    writer.write(Kind.THROUGHPUT, throughput)
+    writer.close()
+    return netprof.load(path)
+
+
+def hover(controller, name, pid=300):
+    """Move the pointer to the middle of the span of ``name`` in process ``pid``: (its index in the
+    scene, the tooltip's lines as drawn)."""
+    scene, view = controller.scene, controller.view
+    i = next(i for i, s in enumerate(scene.spans) if scene.names[s["probe"]] == name and s["pid"] == pid)
+    controller.move(LEFT + ((scene.span_start[i] + scene.span_end[i]) / 2 - view.t0) / view.ns_per_px,
+                    TOP + scene.row_y[scene.span_row[i]] + scene.row_h[scene.span_row[i]] / 2)
+    assert controller.hover == i
+    labels = controller.frame().labels
+    first = max(k for k, label in enumerate(labels) if label.text == name)   # the tooltip comes last
+    return i, [label.text for label in labels[first:first + len(scene.describe(i))]]
+
+
+def test_tooltips_show_the_numbers_of_trace_spans(user_calls_kernel):
+    trace = user_calls_kernel
+    every = trace.spans()
+    controller = Controller(Scene(trace), (1600, 600))
+    controller.easing.jump(View(95_000, 125_000, 1600 - LEFT))
+    for name in ("client:send_all", "client:encode", "tcp_sendmsg"):
+        i, lines = hover(controller, name)
+        span_id = int(controller.scene.span_ids[i])
+        truth = every.array[span_id]
+        assert controller.scene.spans[i] == truth                         # the data behind the tooltip
+        parent = int(truth["parent"])
+        assert lines[1].endswith(f"duration {format_duration(int(truth['duration']))}")
+        assert lines[2] == f"self {format_duration(int(truth['self']))}  depth {int(truth['depth'])}"
+        assert lines[3] == f"id {span_id}  parent {parent if parent >= 0 else 'none'}"
+    send_all = every.array[every.array["probe"] == 1][0]
+    assert send_all["self"] == 17_000 and send_all["depth"] == 0           # 20 us less both calls in it
+    sendmsg = every.array[(every.array["probe"] == 0) & (every.array["pid"] == 300)][0]
+    assert sendmsg["depth"] == 1 and every.array[sendmsg["parent"]]["probe"] == 1
+    _, lines = hover(controller, "client:send_all")
+    assert lines[2] == "self 17 us  depth 0"
+
+
+def test_a_kernel_function_called_from_user_code_heads_its_cpus_stack(user_calls_kernel):
+    scene = Scene(user_calls_kernel)
+    lanes = {lane.title: lane for lane in scene.lanes}
+    assert lanes["CPU 1"].rows == 1 and lanes["pid 300 tid 301"].rows == 2         # no empty row above tcp_sendmsg
+    sendmsg = next(i for i, s in enumerate(scene.spans) if s["probe"] == 0 and s["pid"] == 300)
+    assert scene.span_row[sendmsg] == lanes["CPU 1"].first_row
+
+
+def test_the_viewer_and_the_report_write_memory_and_throughput_alike(user_calls_kernel):
+    from netprof.report import format_report
+    from netprof.units import mbit_per_s, mib
+
+    report = format_report(user_calls_kernel)
+    scene = Scene(user_calls_kernel)
+    labels = {label.text for label in scene.frame(scene.initial_view(1000), 800).labels}
+    assert mib(1500 * 2**20) == "1,500.0 MiB" and f"max {mib(1500 * 2**20)}" in labels
+    assert mib(1000 * 2**20) in report and mib(1500 * 2**20) in report
+    assert f"min {mib(950 * 2**20)}" in labels                              # the lane's floor: 10% under the least
+    peak = mbit_per_s(19_000 / 10e-6)                                       # 19 kB in a 10 us bin
+    assert peak == "15,200.0 Mbit/s" and f"max {peak}" in labels and peak in report

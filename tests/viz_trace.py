@@ -51,5 +51,6 @@ def write(path) -> None:
     memory["ts"], memory["bytes"] = T0 + np.arange(10) * 100_000_000, (np.arange(10) + 1) * 2**20
     writer.write(Kind.MEMORY, memory)
     writer.write(Kind.SPANS, b"", 0, lost=5)  # a loss reported at the end
+    writer.write_json(Kind.NAMES, {"processes": {"300": "client"}, "netns": {}})
     writer.write_json(Kind.END, {"seconds": 1.0})  # a capture that finished
     writer.close()

@@ -3,18 +3,19 @@ the renderer only uploads what Scene.frame returns, and hit-testing works withou
 
 Lanes, top to bottom: kernel call stacks per CPU (or merged over CPUs), user-function spans per
 thread, XDP packets per interface, throughput per interface and direction, memory per process.
-Times are ns since the start of the capture (the trace's first timestamp).
+Times are ns since the start of the capture (the trace's first timestamp). The spans are the
+analysis layer's (trace.spans()), numbers and ids; the scene only lays them out in lanes and rows.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import spans as span_builder
-from ..probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX
-from ..trace import Trace
+from ..trace import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, Trace, flag_words
+from ..units import mbit_per_s, mib
 from . import colors
 from .font import CHAR_HEIGHT, CHAR_WIDTH, VERTICAL_STEP
 from .lod import LodIndex, gather
@@ -57,7 +58,6 @@ class Lane:
     y: float = 0.0      # top, px below the axis
     scale: float = 1.0  # series: the value drawn full height
     floor: float = 0.0  # series: the value drawn at the bottom
-    unit: str = ""
 
 
 @dataclass
@@ -147,31 +147,29 @@ class Scene:
         return present if flag is None else flag
 
     def _build_spans(self) -> None:
-        trace, options = self.trace, self.options
-        kinds = np.array([p["kind"] for p in trace.probes] or ["none"])
-        events = trace.events
-        if events.size:
-            events = events[~np.isin(events["probe"], trace.instant_probes)]
-        user = np.isin(events["probe"], np.flatnonzero(kinds == "user")) if events.size else np.zeros(0, bool)
-        first, last = trace.time_range
-        lo, hi = self.limits[0] + self.origin, self.limits[1] + self.origin
-
-        def built(mine: np.ndarray) -> np.ndarray:
-            # Built apart, each kind nests only in its own: a kernel span under a user function is at
-            # depth 0 of its CPU's stack, not depth 1 with an empty row above it.
-            spans = span_builder.build(events[mine], first, last)
-            return spans[(spans["end"] >= lo) & (spans["start"] <= hi) & ~np.isin(spans["cpu"], list(options.ignored_cpus))]
-
+        options = self.options
+        start, end = options.filter or (None, None)       # the same filter as `netprof report -f`
+        if end is not None and not np.isfinite(end):
+            end = None                                    # to the end of the capture
+        spans = self.trace.spans(start=start, end=end, ignored_cpus=options.ignored_cpus)
+        self.spans = spans.array
+        self.span_ids = spans.id
+        # Kernel spans go in their CPU's stack, user spans in their thread's, each a row per depth
+        # among its own kind: a kernel function called from a user one heads its CPU's stack.
+        user = spans.is_user
+        row_in_lane = spans.kind_depth()
+        kernel, users = np.flatnonzero(~user), np.flatnonzero(user)
         row_height = TALL_ROW_HEIGHT if options.vertical_label > 0 else ROW_HEIGHT
-        kernel, users = built(~user), built(user)
         merged = options.stack == "merged"
-        kernel_rows, next_row = self._span_lanes(
-            kernel, np.zeros(len(kernel), np.int64) if merged else kernel["cpu"].astype(np.int64),
-            lambda cpu: "all CPUs" if merged else f"CPU {cpu}", "stack", row_height, 0)
-        threads = (users["pid"].astype(np.int64) << 32) | users["tid"]
-        user_rows, self.span_rows = self._span_lanes(users, threads, _thread_title, "user", row_height, next_row)
-        self.spans = np.concatenate([kernel, users]) if users.size else kernel
-        self.span_row = np.concatenate([kernel_rows, user_rows]) if users.size else kernel_rows
+        cpus = np.zeros(len(kernel), np.int64) if merged else self.spans["cpu"][kernel].astype(np.int64)
+        cpu_title = (lambda _: "all CPUs") if merged else (lambda cpu: f"CPU {cpu}")
+        kernel_rows, next_row = self._span_lanes(cpus, row_in_lane[kernel], cpu_title, "stack", row_height, 0)
+        threads = (self.spans["pid"][users].astype(np.int64) << 32) | self.spans["tid"][users]
+        thread_title = functools.partial(_thread_title, self.trace.process_name)
+        user_rows, self.span_rows = self._span_lanes(threads, row_in_lane[users], thread_title, "user", row_height,
+                                                     next_row)
+        self.span_row = np.empty(len(self.spans), np.int64)
+        self.span_row[kernel], self.span_row[users] = kernel_rows, user_rows
         self.span_start = self.spans["start"].astype(np.int64) - self.origin
         self.span_end = self.spans["end"].astype(np.int64) - self.origin
         self._span_probe = np.minimum(self.spans["probe"], len(self.names) - 1).astype(np.int64)
@@ -180,14 +178,13 @@ class Scene:
         self._by_row_start = self.index.by_row_start
         self._row_start_key = ((self.span_row << self.index.shift) | np.maximum(self.span_start, 0))[self._by_row_start]
 
-    def _span_lanes(self, spans: np.ndarray, keys: np.ndarray, title, kind: str, row_height: float,
+    def _span_lanes(self, keys: np.ndarray, depth: np.ndarray, title, kind: str, row_height: float,
                     first_row: int) -> tuple[np.ndarray, int]:
         """A lane per distinct key (a CPU, a thread) from ``first_row`` on, a row per depth: (each
         span's row, the next free row). No mask per lane, no reordering of the spans."""
-        if not spans.size:
+        if not keys.size:
             return np.empty(0, np.int64), first_row
         lanes, lane_of = np.unique(keys, return_inverse=True)
-        depth = spans["depth"].astype(np.int64)
         # the deepest depth of each lane: which (lane, depth) pairs occur, then the last per lane
         seen = np.bincount(lane_of * (int(depth.max()) + 1) + depth, minlength=len(lanes) * (int(depth.max()) + 1))
         seen = seen.reshape(len(lanes), -1) > 0
@@ -236,8 +233,7 @@ class Scene:
             low, high = float(shown.min()), float(shown.max())
             # memory moves little against its total: draw the range it moved in, not from 0
             floor = max(low - (high - low) * 0.1, 0.0) if floor_room and high > low else 0.0
-            lane = Lane(title, kind, next_row, 1, SERIES_HEIGHT, scale=high or 1.0, floor=floor,
-                        unit="B/s" if kind == "throughput" else "B")
+            lane = Lane(title, kind, next_row, 1, SERIES_HEIGHT, scale=high or 1.0, floor=floor)
             self.series.append((lane, times, values, color))
             self.lanes.append(lane)
             next_row += 1
@@ -250,7 +246,8 @@ class Scene:
             memory = trace.memory
             for pid in np.unique(memory["pid"]).tolist():
                 mine = np.sort(memory[memory["pid"] == pid], order="ts")
-                title = {MEMORY_SYSTEM: "memory", MEMORY_SOCKETS: "socket buffers"}.get(pid, f"RSS {pid}")
+                name = trace.process_name(pid) or "pid"
+                title = {MEMORY_SYSTEM: "memory", MEMORY_SOCKETS: "socket buffers"}.get(pid, f"RSS {name} {pid}")
                 add(title, "memory", "memory", mine["ts"], mine["bytes"].astype(np.float64), True)
 
     def _place_lanes(self) -> None:
@@ -304,9 +301,10 @@ class Scene:
                 continue  # scrolled under the time axis
             paint.labels.append(Label(6, top + 2, lane.title[:18]))
             if lane.kind in ("throughput", "memory"):
-                paint.labels.append(Label(6, top + 16, f"max {_si(lane.scale)}{lane.unit}", color="grid"))
+                amount = mib if lane.kind == "memory" else mbit_per_s   # as the report writes them
+                paint.labels.append(Label(6, top + 16, f"max {amount(lane.scale)}", color="grid"))
                 if lane.floor:
-                    paint.labels.append(Label(6, top + 30, f"min {_si(lane.floor)}{lane.unit}", color="grid"))
+                    paint.labels.append(Label(6, top + 30, f"min {amount(lane.floor)}", color="grid"))
 
     def _paint_axis(self, paint: _Painter) -> None:
         """Grid lines and tick labels: over the lane backgrounds, under everything else."""
@@ -539,15 +537,16 @@ class Scene:
                 ethernet_summary(bytes(p["data"][: int(p["caplen"])]))]
 
     def describe(self, span: int) -> list[str]:
+        """The tooltip of a span: the analysis layer's numbers, and the id and parent that the CSV,
+        Parquet and Perfetto exports give it."""
         s = self.spans[span]
         name = self.names[self._span_probe[span]]
-        flags = [] if not s["flags"] else [n for bit, n in ((span_builder.OPEN, "open at the end"),
-                                                            (span_builder.ORPHAN, "entry before the capture"),
-                                                            (span_builder.MISMATCHED, "exit missing"))
-                                             if s["flags"] & bit]
+        flags = flag_words(int(s["flags"]))
+        parent = int(s["parent"])
         return [name,
                 f"start {format_time(int(s['start']) - self.origin, 1)}  duration {format_duration(int(s['duration']))}",
                 f"self {format_duration(int(s['self']))}  depth {int(s['depth'])}",
+                f"id {int(self.span_ids[span])}  parent {parent if parent >= 0 else 'none'}",
                 f"cpu {int(s['cpu'])}  pid {int(s['pid'])}  tid {int(s['tid'])}",
                 f"arg {int(s['arg']):#x}  ret {int(s['ret']):#x}"] + ([", ".join(flags)] if flags else [])
 
@@ -556,22 +555,18 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, RECT)
 
 
-def _thread_title(key: int) -> str:
+def _thread_title(process_name, key: int) -> str:
+    """A thread lane's title: the process's name (comm) and pid, and the tid if not its main thread."""
     pid, tid = key >> 32, key & 0xFFFF_FFFF
-    return f"pid {pid}" if pid == tid else f"tid {tid} ({pid})"
+    name = process_name(pid)
+    who = f"{name} {pid}" if name else f"pid {pid}"
+    return who if pid == tid else f"{who} tid {tid}"
 
 
 def _fit(name: str, room: int) -> str:
     if len(name) <= room:
         return name
     return name[: max(room - 1, 1)] + "~" if room >= 2 else name[:room]
-
-
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} "
 
 
 def ethernet_summary(frame: bytes) -> str:

@@ -37,8 +37,8 @@ def p95(values: list[float]) -> float:
 
 def fly_through(scene):
     """The views of the scripted fly-through."""
-    from netprof.viz.scene import LEFT
-    from netprof.viz.view import View
+    from netprof_viz.scene import LEFT
+    from netprof_viz.view import View
 
     full = scene.initial_view(SIZE[0])
     focus = full.t0 + 0.37 * full.span
@@ -75,9 +75,9 @@ def child(path: str) -> None:
     import numpy as np
 
     import netprof
-    from netprof.viz.headless import OffscreenRenderer
-    from netprof.viz.render import rect_vertices
-    from netprof.viz.scene import Scene
+    from netprof_viz.headless import OffscreenRenderer
+    from netprof_viz.render import rect_vertices
+    from netprof_viz.scene import Scene
 
     offscreen = OffscreenRenderer(SIZE)  # first: EGL before anything else touches vispy
     from vispy import gloo

@@ -345,63 +345,25 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _viz_missing(err: ImportError) -> UsageError:
-    return UsageError(f"the viewer needs the [viz] extra ({err.name or err} is missing): "
-                      "pip install 'netprof[viz]'")
+    return UsageError(f"netprof view needs the viewer, netprof-viz ({err.name or err} is missing): make install "
+                      "installs it (or: .venv/bin/pip install -e viz)")
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    """The viewer is a package of its own (viz/, netprof_viz): imported here, and only here."""
     try:
-        from .viz.scene import Options, Scene
+        from netprof_viz.cli import ViewError, view
     except ImportError as err:
         raise _viz_missing(err) from None
     size = _size(args.size)
     start, end = _time_filter(args.filter)
     trace = _load(args.trace)
-    only_asked = args.memory or args.throughput or args.xdp  # none asked: every lane the trace has data for
-    options = Options(
-        stack="merged" if args.stack_merged else "per-cpu", labels=not args.no_stack_labels,
-        visible_threshold=args.visible_threshold, vertical_label=args.vertical_label,
-        memory=args.memory if only_asked else None, throughput=args.throughput if only_asked else None,
-        xdp=args.xdp if only_asked else None, xdp_labels=args.xdp_labels,
-        filter=None if start is None and end is None else (start or 0.0, end if end is not None else float("inf")),
-        ignored_cpus=tuple(args.ignored_cpus or ()))
     try:
-        scene = Scene(trace, options)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if not scene.lanes:
-        raise UsageError(f"{args.trace} has nothing to show (no spans, packets, throughput or memory)")
-    if args.png:
-        try:
-            outfile.check_target(args.png)
-            from .viz.headless import render_png
-
-            render_png(scene, args.png, size)
-        except ImportError as err:
-            raise _viz_missing(err) from None
-        except outfile.OutputError as err:
-            raise UsageError(str(err)) from None
-        except (RuntimeError, OSError) as err:
-            raise UsageError(f"cannot render offscreen ({err}): install Mesa's EGL (apt-get install libegl1 "
-                             "libegl-mesa0 libgl1-mesa-dri) or OSMesa (libosmesa6)") from None
-        print(f"wrote {args.png} ({size[0]}x{size[1]}, {len(scene.spans):,} spans)")
-        return 0
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise UsageError("no display to open a window on (DISPLAY is not set): use --png FILE, or ssh -X")
-    try:
-        import vispy
-
-        vispy.use(app=args.backend)
-        from vispy import app
-
-        from .viz.canvas import TimelineCanvas
+        return view(trace, args, size, start, end)
     except ImportError as err:
         raise _viz_missing(err) from None
-    except (RuntimeError, ValueError) as err:
-        raise UsageError(f"cannot open a window with the {args.backend!r} backend ({err}): use --png FILE") from None
-    TimelineCanvas(scene, size, title=f"netprof: {args.trace}")
-    app.run()
-    return 0
+    except ViewError as err:
+        raise UsageError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -335,7 +335,7 @@ def every_command(tmp_path: Path, path: Path, capsys) -> list[tuple[int, str]]:
             code = cli.main([str(a) for a in args])
         outcomes.append((code, capsys.readouterr().err))
     try:
-        from netprof.viz.scene import Options, Scene
+        from netprof_viz.scene import Options, Scene
     except ImportError:
         return outcomes
     try:

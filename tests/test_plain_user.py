@@ -201,7 +201,7 @@ def test_commands_that_need_no_privileges_work_as_a_plain_user(nobody_dir):
 
 @pytest.mark.root
 def test_view_needs_no_privileges(nobody_dir):
-    needs.module("vispy")
+    needs.module("netprof_viz")
     import viz_trace
 
     viz_trace.write(nobody_dir / "t.trace")

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import needs
 
-needs.module("vispy")
+needs.module("netprof_viz")
 
 import viz_trace
 
 import netprof
-from netprof.viz import colors
-from netprof.viz.controller import Controller
-from netprof.viz.scene import LEFT, TOP, Options, Scene, ethernet_summary
-from netprof.viz.timeaxis import format_duration, format_time, ticks
-from netprof.viz.view import MIN_SPAN_NS, Easing, View
+from netprof_viz import colors
+from netprof_viz.controller import Controller
+from netprof_viz.scene import LEFT, TOP, Options, Scene, ethernet_summary
+from netprof_viz.timeaxis import format_duration, format_time, ticks
+from netprof_viz.view import MIN_SPAN_NS, Easing, View
 
 
 @pytest.fixture(scope="module")

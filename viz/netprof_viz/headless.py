@@ -58,7 +58,7 @@ def render_png(scene, path: str, size: tuple[int, int] = (1600, 900), view=None)
     """Write ``scene`` (whole, or ``view``) to ``path`` as a PNG; returns the pixels."""
     from vispy.io.image import _make_png
 
-    from .. import outfile
+    from netprof import outfile
 
     offscreen = OffscreenRenderer(size)
     try:

@@ -6,9 +6,9 @@ import pytest
 
 import needs
 
-needs.module("vispy")
+needs.module("netprof_viz")
 
-from netprof.viz.lod import LodIndex, gather
+from netprof_viz.lod import LodIndex, gather
 
 
 def coverage(start, end, row, t0, p, width, rows):

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import needs
 
-needs.module("vispy")
+needs.module("netprof_viz")
 
 import viz_trace
 
 import netprof
-from netprof.viz.scene import Scene
+from netprof_viz.scene import Scene
 
 SCENARIO = r"""
 import sys, time
@@ -26,8 +26,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 import netprof
-from netprof.viz.canvas import TimelineCanvas
-from netprof.viz.scene import Scene
+from netprof_viz.canvas import TimelineCanvas
+from netprof_viz.scene import Scene
 
 def pump(seconds):
     end = time.monotonic() + seconds
@@ -71,7 +71,7 @@ def test_window_opens_renders_zooms_on_a_wheel_event_and_closes(tmp_path):
     assert float(out["anchor_moved_px"]) < 1.0, out          # around the pointer
     assert out["closed"] == "True"
     # The window draws what --png draws for the same view: lanes, grid, cells, spans, labels, legend.
-    from netprof.viz.headless import OffscreenRenderer
+    from netprof_viz.headless import OffscreenRenderer
 
     window = np.load(shot).astype(int)
     scene = Scene(netprof.load(path))

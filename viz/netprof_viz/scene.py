@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..trace import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, Trace, flag_words
-from ..units import mbit_per_s, mib
+from netprof.trace import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, Trace, flag_words
+from netprof.units import mbit_per_s, mib
+
 from . import colors
 from .font import CHAR_HEIGHT, CHAR_WIDTH, VERTICAL_STEP
 from .lod import LodIndex, gather

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import needs
 
-needs.module("vispy")
+needs.module("netprof_viz")
 
 import viz_trace
 
 import netprof
-from netprof.viz import colors
-from netprof.viz.scene import LEFT, TOP, Options, Scene
+from netprof_viz import colors
+from netprof_viz.scene import LEFT, TOP, Options, Scene
 
 SIZE = (1000, 400)
 
@@ -30,7 +30,7 @@ def trace_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def offscreen():
-    from netprof.viz.headless import OffscreenRenderer
+    from netprof_viz.headless import OffscreenRenderer
 
     renderer = OffscreenRenderer(SIZE)
     yield renderer

@@ -160,3 +160,15 @@ def test_decode_rejects_garbage_with_the_slot():
         decode(bytes(7))
     except AsmError as err:
         assert "not a multiple of 8" in str(err)
+
+
+def test_a_name_means_the_same_thing_in_every_assembler_module():
+    """isa.py names the ISA's types and constants; no other module may give one of those names to
+    something else (instruction.S16 was a value range while isa.S16 is a memory type)."""
+    import netprof.asm
+    from netprof.asm import builder, instruction, isa, plain, printer, program, syntax
+
+    for module in (netprof.asm, builder, instruction, plain, printer, program, syntax):
+        for name in vars(isa).keys() & vars(module).keys():
+            if not name.startswith("_"):
+                assert getattr(module, name) is getattr(isa, name), f"{module.__name__}.{name}"

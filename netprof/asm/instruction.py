@@ -34,9 +34,10 @@ from .isa import (
 
 _SLOT = struct.Struct("<BBhi")
 
-S16 = (-(1 << 15), (1 << 15) - 1)
-S32 = (-(1 << 31), (1 << 31) - 1)
-S64 = (-(1 << 63), (1 << 63) - 1)
+# (lowest, highest) of the signed fields; the memory types S16, S32 are isa.MemType's.
+INT16_RANGE = (-(1 << 15), (1 << 15) - 1)
+INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Instruction:
     location: Location | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.opcode == LD_IMM64 and self.imm > S64[1]:
+        if self.opcode == LD_IMM64 and self.imm > INT64_RANGE[1]:
             object.__setattr__(self, "imm", self.imm - (1 << 64))  # one value per bit pattern
         problem = check(self)
         if problem:
@@ -225,7 +226,7 @@ def check(insn: Instruction) -> str | None:
     if not -0x8000 <= off <= 0x7FFF:
         return f"offset {off} is out of range [-32768, 32767]"
     if code == LD_IMM64:
-        if not S64[0] <= imm <= (1 << 64) - 1:
+        if not INT64_RANGE[0] <= imm <= (1 << 64) - 1:
             return f"immediate {imm} does not fit in 64 bits"
     elif not -0x8000_0000 <= imm <= 0x7FFF_FFFF:
         return f"immediate {imm} is out of range [-2147483648, 2147483647]"

@@ -10,7 +10,9 @@
     )
 
 Each function returns an Instruction, checked at once, that remembers the Python line that
-built it (for verifier errors). ``If`` and ``Loop`` are a thin structured layer on top.
+built it (for verifier errors). ``If`` and ``Loop`` are a thin structured layer on top; a
+fragment of your own that jumps names its labels with ``unique_label``, so that it can be used
+more than once in a program.
 """
 
 from __future__ import annotations
@@ -336,6 +338,15 @@ def Return(value: int | Register) -> list[Instruction]:
 _fresh = itertools.count()
 
 
+def unique_label(stem: str) -> str:
+    """A label name that no other call returns, for a fragment (a function that returns
+    instructions) that may appear more than once in one program: ``done = unique_label("done")``
+    gives ``"__done7"``. ``If`` and ``Loop`` name their labels so."""
+    if not isinstance(stem, str) or not stem.isidentifier():
+        raise AsmError(f"label stem {stem!r} is not an identifier", _caller())
+    return f"__{stem}{next(_fresh)}"
+
+
 _INVERSE = {
     JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
     JmpOp.JGE: JmpOp.JLT, JmpOp.JLT: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLE, JmpOp.JSLE: JmpOp.JSGT,
@@ -352,8 +363,8 @@ def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
             or condition.target is not None or condition.off:
         raise AsmError("If takes a conditional jump built with target 0, e.g. JEq(R0, 0, 0)",
                        condition.location)
-    n = next(_fresh)
-    then_label, else_label, end_label = f"__if{n}_then", f"__if{n}_else", f"__if{n}_end"
+    name = unique_label("if")
+    then_label, else_label, end_label = f"{name}_then", f"{name}_else", f"{name}_end"
     then, orelse = list(then), list(orelse)
     if condition.op == JmpOp.JSET:  # no inverse: jump into the then-block
         return [replace(condition, target=then_label), orelse, Ja(end_label), Label(then_label), then,
@@ -367,8 +378,8 @@ def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
 
 def Loop(counter: Register, limit: Register | int, body: Iterable) -> list:
     """``for (counter = 0; counter < limit; counter++) body`` as a verifier-friendly loop."""
-    n = next(_fresh)
-    top, end = f"__loop{n}_top", f"__loop{n}_end"
+    name = unique_label("loop")
+    top, end = f"{name}_top", f"{name}_end"
     return [
         Mov(counter, 0), Label(top), JGe(counter, limit, end), list(body), Add(counter, 1),
         Ja(top), Label(end),

@@ -28,7 +28,9 @@ from ..asm import (
     Add,
     Call,
     Helper,
+    If,
     JEq,
+    JNe,
     Label,
     Load,
     LoadMapPtr,
@@ -148,7 +150,6 @@ def count_lost(probe: int) -> list:
     """lost[probe] += 1 in the per-CPU "lost" array (no atomic needed: this CPU's slot)."""
     return [
         Store(FP, -4 - _RECORD, probe, U32), LoadMapPtr(R1, "lost"), Mov(R2, FP), Add(R2, -4 - _RECORD),
-        Call(Helper.map_lookup_elem), JEq(R0, 0, "lost_done"),
-        Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
-        Label("lost_done"),
+        Call(Helper.map_lookup_elem),
+        If(JNe(R0, 0, 0), [Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64)]),
     ]

@@ -17,6 +17,7 @@ from .builder import (
     Or, Return, Rsh, SDiv, SMod, Store, StoreRelease, Sub, ToBE, ToLE, Xor, unique_label,
 )
 from .errors import AsmError, Location
+from .frame import Frame
 from .helpers import Helper
 from .instruction import Instruction, decode
 from .isa import (

@@ -73,6 +73,18 @@ def _reg(value: object, role: str) -> Register:
     return value
 
 
+def _type(value: object) -> MemType:
+    if not isinstance(value, MemType):
+        raise AsmError(f"memory type must be one of {', '.join(t.name for t in MemType)}, not {value!r}")
+    return value
+
+
+def _map(value: object) -> str | int:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise AsmError(f"map must be a name or a file descriptor, not {value!r}")
+    return value
+
+
 def _class(dst: Register, src: Register | int, narrow: Class, wide: Class, what: str) -> Class:
     if isinstance(src, Register) and src.is32 != dst.is32:
         raise AsmError(f"{what} mixes {dst} and {src}: use both r or both w registers")
@@ -82,6 +94,9 @@ def _class(dst: Register, src: Register | int, narrow: Class, wide: Class, what:
 def _make(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
           target: str | None = None, map: str | None = None) -> Instruction:
     location = _caller()
+    for what, value in (("offset", off), ("immediate", imm)):
+        if not isinstance(value, int):
+            raise AsmError(f"{what} must be an int, not {value!r}", location)
     try:
         return Instruction(opcode, dst, src, off, imm, target, map, location)
     except AsmError as err:
@@ -153,14 +168,14 @@ def Bswap(dst: Register, bits: int) -> Instruction:
 
 def Load(dst: Register, base: Register, off: int, type: MemType) -> Instruction:
     """``dst = *(type *)(base + off)``; a signed type sign-extends (MEMSX)."""
-    mode = Mode.MEMSX if type.signed else Mode.MEM
+    mode = Mode.MEMSX if _type(type).signed else Mode.MEM
     return _make(Class.LDX | mode | type.size, _reg(dst, "destination").index,
                  _reg(base, "base").index, off)
 
 
 def Store(base: Register, off: int, value: Register | int, type: MemType) -> Instruction:
     """``*(type *)(base + off) = value``: a register (STX) or an immediate (ST)."""
-    if type.signed:
+    if _type(type).signed:
         raise AsmError(f"stores take an unsigned type, not {type}")
     base = _reg(base, "base")
     if isinstance(value, Register):
@@ -170,12 +185,12 @@ def Store(base: Register, off: int, value: Register | int, type: MemType) -> Ins
 
 def LoadAbs(off: int, type: MemType) -> Instruction:
     """Legacy packet load ``r0 = *(type *)skb[off]`` (socket filters)."""
-    return _make(Class.LD | Mode.ABS | type.size, imm=_imm32(off))
+    return _make(Class.LD | Mode.ABS | _type(type).size, imm=_imm32(off))
 
 
 def LoadInd(src: Register, off: int, type: MemType) -> Instruction:
     """Legacy packet load ``r0 = *(type *)skb[src + off]``."""
-    return _make(Class.LD | Mode.IND | type.size, src=_reg(src, "index").index, imm=_imm32(off))
+    return _make(Class.LD | Mode.IND | _type(type).size, src=_reg(src, "index").index, imm=_imm32(off))
 
 
 def _atomic(op: int, name: str):
@@ -211,12 +226,12 @@ def AtomicCmpXchg(base: Register, off: int, src: Register) -> Instruction:
 
 
 def LoadAcquire(dst: Register, base: Register, off: int, type: MemType) -> Instruction:
-    return _make(Class.STX | Mode.ATOMIC | type.size, _reg(dst, "destination").index,
+    return _make(Class.STX | Mode.ATOMIC | _type(type).size, _reg(dst, "destination").index,
                  _reg(base, "base").index, off, AtomicOp.LOAD_ACQ)
 
 
 def StoreRelease(base: Register, off: int, src: Register, type: MemType) -> Instruction:
-    return _make(Class.STX | Mode.ATOMIC | type.size, _reg(base, "base").index,
+    return _make(Class.STX | Mode.ATOMIC | _type(type).size, _reg(base, "base").index,
                  _reg(src, "source").index, off, AtomicOp.STORE_REL)
 
 
@@ -228,14 +243,16 @@ def LoadImm64(dst: Register, value: int) -> Instruction:
 
 def LoadMapPtr(dst: Register, map: str | int) -> Instruction:
     """``dst = <map> ll``: a map by name (resolved at load) or by file descriptor."""
-    if isinstance(map, str):
+    if isinstance(_map(map), str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, imm=map)
 
 
 def LoadMapValue(dst: Register, map: str | int, off: int = 0) -> Instruction:
     """``dst = &<map>[0] + off``: the address of an array map's value (global data)."""
-    if isinstance(map, str):
+    if not isinstance(off, int):
+        raise AsmError(f"offset must be an int, not {off!r}")
+    if isinstance(_map(map), str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE, imm=off << 32,
                      map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE,
@@ -256,6 +273,8 @@ def LoadFunc(dst: Register, label: str) -> Instruction:
 # --- jumps and calls ------------------------------------------------------------------------
 
 def _where(target: str | int) -> tuple[str | None, int]:
+    if isinstance(target, bool) or not isinstance(target, (str, int)):
+        raise AsmError(f"jump target must be a label name or an int offset, not {target!r}")
     return (target, 0) if isinstance(target, str) else (None, target)
 
 
@@ -311,6 +330,8 @@ def Call(helper: Helper | int | str) -> Instruction:
         if name not in Helper.__members__:
             raise AsmError(f"unknown helper {helper!r}", _caller())
         helper = Helper[name]
+    elif isinstance(helper, bool) or not isinstance(helper, int):
+        raise AsmError(f"helper must be a Helper, a helper id or a helper name, not {helper!r}", _caller())
     return _make(CALL, imm=int(helper))
 
 
@@ -359,10 +380,12 @@ def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
 
         If(JEq(R0, 0, 0), Return(0), orelse=[...])
     """
+    wanted = "If takes a conditional jump built with target 0, e.g. JEq(R0, 0, 0)"
+    if not isinstance(condition, Instruction):
+        raise AsmError(f"{wanted}, not {condition!r}")
     if condition.op not in _INVERSE and condition.op != JmpOp.JSET or not condition.is_jump \
             or condition.target is not None or condition.off:
-        raise AsmError("If takes a conditional jump built with target 0, e.g. JEq(R0, 0, 0)",
-                       condition.location)
+        raise AsmError(f"{wanted}, not {condition}", condition.location)
     name = unique_label("if")
     then_label, else_label, end_label = f"{name}_then", f"{name}_else", f"{name}_end"
     then, orelse = list(then), list(orelse)

@@ -26,7 +26,7 @@ class Label:
     location: Location | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise AsmError(f"label {self.name!r} is not an identifier", self.location)
 
 
@@ -134,7 +134,10 @@ class LinkedProgram:
                 if insn.map not in maps:
                     raise AsmError(f"map {insn.map!r} is not resolved: no file descriptor was given for it",
                                    insn.location)
-                lo = maps[insn.map] & 0xFFFF_FFFF
+                fd = maps[insn.map]
+                if isinstance(fd, bool) or not isinstance(fd, int):
+                    raise AsmError(f"map {insn.map!r}: file descriptor must be an int, not {fd!r}", insn.location)
+                lo = fd & 0xFFFF_FFFF
                 insn = replace(insn, map=None, imm=(insn.imm & ~0xFFFF_FFFF) | lo)
             parts.append(insn.encode())
         return b"".join(parts)

@@ -194,3 +194,9 @@ def test_a_fragment_with_unique_labels_can_be_used_twice_in_one_program():
 def test_unique_label_takes_an_identifier():
     with pytest.raises(AsmError, match="label stem 'a b' is not an identifier"):
         unique_label("a b")
+
+
+def test_any_32_bit_helper_id_is_a_call_as_llvm_mc_has_it():
+    assert Call(-1) == Call(0xFFFF_FFFF) == parse("call -1")[0] == parse("call 4294967295")[0]
+    assert Call(-1).encode() == bytes.fromhex("85000000ffffffff")
+    assert disassemble(Call(-1).encode()) == "call -1\n"

@@ -332,7 +332,7 @@ def Call(helper: Helper | int | str) -> Instruction:
         helper = Helper[name]
     elif isinstance(helper, bool) or not isinstance(helper, int):
         raise AsmError(f"helper must be a Helper, a helper id or a helper name, not {helper!r}", _caller())
-    return _make(CALL, imm=int(helper))
+    return _make(CALL, imm=_imm32(int(helper)))
 
 
 def CallFunc(target: str | int) -> Instruction:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .errors import AsmError, Location
 from .helpers import Helper
-from .instruction import Instruction, decode
+from .instruction import CALLX_REFUSED, Instruction, decode
 from .isa import (
     CALL,
     EXIT,
@@ -199,13 +199,15 @@ def _parse_goto(line: _Line, m: re.Match) -> Instruction:
 def _parse_call(line: _Line, m: re.Match) -> Instruction | _Deferred:
     if m.group(1):
         return _make(line, CALL, src=PSEUDO_CALL.CALL, imm=int(m.group(1)[2:].replace(" ", ""), 0))
-    if m.group(2):
-        return _make(line, CALL, imm=line.num(m, 2, (0, (1 << 31) - 1), "helper id"))
+    if m.group(2):  # as llvm-mc: a 32-bit id, signed or not ("call -1" == "call 0xffffffff")
+        return _make(line, CALL, imm=_wrap32(line.num(m, 2, IMM32, "helper id")))
     if m.group(3):
         btf_id = _wrap32(line.num(m, 3, IMM32, "kfunc BTF id"))
         return _make(line, CALL, src=PSEUDO_CALL.KFUNC_CALL, off=line.num(m, 4, OFF16, "kfunc module"),
                      imm=btf_id)
     name, number = m.group(5), m.group(6)
+    if _R_REG.fullmatch(name):
+        raise line.error(CALLX_REFUSED, m.start(5))
     if number is not None:  # the verifier log's "call bpf_map_lookup_elem#1" / "call bpf_kfunc#12345"
         helper = Helper.__members__.get(name.removeprefix("bpf_"))
         if helper is not None and helper.value == int(number):
@@ -395,6 +397,8 @@ def _parse_statement(line: _Line, hint: str | None) -> Instruction | _Deferred:
         if text != "exit":
             raise line.error("exit takes no operand", 4)
         return _make(line, EXIT)
+    if word == "callx":
+        raise line.error(CALLX_REFUSED, 0)
     if word in ("if", "goto", "gotol", "may_goto", "ja", "call", "lock", "store_release", "ld_pseudo"):
         regex, handler = _KEYWORD_FORMS[word]
         m = regex.fullmatch(text)

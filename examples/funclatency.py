@@ -9,8 +9,8 @@ import ctypes
 import sys
 import time
 
-from netprof.asm import (FP, R0, R1, R2, R3, R4, R6, R7, U32, U64, Add, Call, Helper, If, JEq, JNe, Label, Load,
-                         LoadMapPtr, Mov, Program, Return, Rsh, Store, Sub)
+from netprof.asm import (FP, R0, R1, R2, R3, R4, R6, R7, U32, U64, Add, Call, Frame, Helper, If, JEq, JNe, Label,
+                         Load, LoadMapPtr, Mov, Program, Return, Rsh, Store, Sub)
 from netprof.loader import attach, elf
 from netprof.loader.maps import Map
 from netprof.loader.program import load
@@ -18,14 +18,17 @@ from netprof.loader.syscall import MapType, ProgType
 
 BUCKETS = 64
 
-# Entry: start[tid] = now.
-ENTRY = Program(
-    Call(Helper.get_current_pid_tgid), Store(FP, -8, R0, U64),
-    Call(Helper.ktime_get_ns), Store(FP, -16, R0, U64),
-    LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, -8), Mov(R3, FP), Add(R3, -16), Mov(R4, 0),
-    Call(Helper.map_update_elem),
-    Return(0),
-)
+def entry_program() -> Program:
+    """start[tid] = now."""
+    frame = Frame()
+    tid, now = frame.slot(8), frame.slot(8)
+    return Program(
+        Call(Helper.get_current_pid_tgid), Store(FP, tid, R0, U64),
+        Call(Helper.ktime_get_ns), Store(FP, now, R0, U64),
+        LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, tid), Mov(R3, FP), Add(R3, now), Mov(R4, 0),
+        Call(Helper.map_update_elem),
+        Return(0),
+    )
 
 
 def log2_steps():
@@ -36,21 +39,24 @@ def log2_steps():
     return steps
 
 
-# Return: hist[log2(now - start[tid])] += 1.
-EXIT = Program(
-    Call(Helper.ktime_get_ns), Mov(R6, R0),
-    Call(Helper.get_current_pid_tgid), Store(FP, -8, R0, U64),
-    LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, -8), Call(Helper.map_lookup_elem),
-    JEq(R0, 0, "out"),                                     # entered before we attached
-    Load(R1, R0, 0, U64), Sub(R6, R1),
-    LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, -8), Call(Helper.map_delete_elem),
-    log2_steps(),
-    Store(FP, -12, R7, U32), LoadMapPtr(R1, "hist"), Mov(R2, FP), Add(R2, -12), Call(Helper.map_lookup_elem),
-    JEq(R0, 0, "out"),
-    Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
-    Label("out"),
-    Return(0),
-)
+def exit_program() -> Program:
+    """hist[log2(now - start[tid])] += 1."""
+    frame = Frame()
+    tid, bucket = frame.slot(8), frame.slot(4)
+    return Program(
+        Call(Helper.ktime_get_ns), Mov(R6, R0),
+        Call(Helper.get_current_pid_tgid), Store(FP, tid, R0, U64),
+        LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, tid), Call(Helper.map_lookup_elem),
+        JEq(R0, 0, "out"),                                     # entered before we attached
+        Load(R1, R0, 0, U64), Sub(R6, R1),
+        LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, tid), Call(Helper.map_delete_elem),
+        log2_steps(),
+        Store(FP, bucket, R7, U32), LoadMapPtr(R1, "hist"), Mov(R2, FP), Add(R2, bucket),
+        Call(Helper.map_lookup_elem), JEq(R0, 0, "out"),
+        Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
+        Label("out"),
+        Return(0),
+    )
 
 
 def main(argv=None) -> int:
@@ -67,8 +73,8 @@ def main(argv=None) -> int:
                     name="start") as start, \
             Map.create(MapType.PERCPU_ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64, max_entries=BUCKETS,
                        name="hist") as hist, \
-            load(ENTRY, ProgType.KPROBE, name="lat_entry", maps={"start": start}) as p1, \
-            load(EXIT, ProgType.KPROBE, name="lat_exit", maps={"start": start, "hist": hist}) as p2, \
+            load(entry_program(), ProgType.KPROBE, name="lat_entry", maps={"start": start}) as p1, \
+            load(exit_program(), ProgType.KPROBE, name="lat_exit", maps={"start": start, "hist": hist}) as p2, \
             attach.attach_uprobe(p1, target.path, target.offset), \
             attach.attach_uprobe(p2, target.path, target.offset, ret=True):
         print(f"Tracing {target} for {args.duration:g} s. Hit Ctrl-C to end.", file=sys.stderr)

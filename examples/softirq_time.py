@@ -9,8 +9,8 @@ import ctypes
 import sys
 import time
 
-from netprof.asm import (FP, R0, R1, R2, R6, R7, U32, U64, Add, Call, Helper, JEq, JGe, Label, Load, LoadMapPtr,
-                         Mov, Program, Return, Store, Sub)
+from netprof.asm import (FP, R0, R1, R2, R6, R7, U32, U64, Add, Call, Frame, Helper, JEq, JGe, Label, Load,
+                         LoadMapPtr, Mov, Program, Return, Store, Sub)
 from netprof.loader import attach
 from netprof.loader.maps import Map, possible_cpus
 from netprof.loader.program import load
@@ -21,17 +21,18 @@ VECTORS = ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "S
 
 def program(vec_offset: int, at_entry: bool) -> Program:
     """Entry: start[vec] = now. Exit: total[vec] += now - start[vec]; count[vec] += 1 (per-CPU maps)."""
+    vec = Frame().slot(4)
     body = [
         Mov(R6, R1), Load(R7, R6, vec_offset, U32), JGe(R7, len(VECTORS), "out"),
-        Store(FP, -4, R7, U32), Call(Helper.ktime_get_ns), Mov(R6, R0),
-        LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, -4), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"),
+        Store(FP, vec, R7, U32), Call(Helper.ktime_get_ns), Mov(R6, R0),
+        LoadMapPtr(R1, "start"), Mov(R2, FP), Add(R2, vec), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"),
     ]
     if at_entry:
         body += [Store(R0, 0, R6, U64)]
     else:
         body += [
             Load(R1, R0, 0, U64), JEq(R1, 0, "out"), Sub(R6, R1), Store(R0, 0, 0, U64),
-            LoadMapPtr(R1, "total"), Mov(R2, FP), Add(R2, -4), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"),
+            LoadMapPtr(R1, "total"), Mov(R2, FP), Add(R2, vec), Call(Helper.map_lookup_elem), JEq(R0, 0, "out"),
             Load(R1, R0, 0, U64), Add(R1, R6), Store(R0, 0, R1, U64),
             Load(R1, R0, 8, U64), Add(R1, 1), Store(R0, 8, R1, U64),
         ]

@@ -10,14 +10,15 @@ import socket
 import sys
 import time
 
-from netprof.asm import (FP, R0, R1, R2, R3, R4, U8, U16, U32, U64, Add, Call, Helper, JEq, JGt, JNe, Label, Load,
-                         LoadMapPtr, Mov, Program, Return, Store)
+from netprof.asm import (FP, R0, R1, R2, R3, R4, U8, U16, U32, U64, Add, Call, Frame, Helper, JEq, JGt, JNe, Label,
+                         Load, LoadMapPtr, Mov, Program, Return, Store)
 from netprof.loader.maps import Map
 from netprof.loader.program import load
 from netprof.loader.syscall import MapType, ProgType
 from netprof.loader.xdp import attach_xdp
 
 NOT_IPV4 = 256
+PROTOCOL = Frame().slot(4)                                 # the map's u32 key, on the stack
 
 PROGRAM = Program(
     Load(R2, R1, 0, U32), Load(R3, R1, 4, U32),            # xdp_md->data, data_end
@@ -26,7 +27,7 @@ PROGRAM = Program(
     Load(R1, R2, 12, U16), JNe(R1, 0x0008, "count"),       # ethertype 0x0800, read little-endian
     Load(R4, R2, 23, U8),                                  # the IPv4 protocol
     Label("count"),
-    Store(FP, -4, R4, U32), LoadMapPtr(R1, "protocols"), Mov(R2, FP), Add(R2, -4),
+    Store(FP, PROTOCOL, R4, U32), LoadMapPtr(R1, "protocols"), Mov(R2, FP), Add(R2, PROTOCOL),
     Call(Helper.map_lookup_elem), JEq(R0, 0, "pass"),
     Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),  # per-CPU slot: no atomic needed
     Label("pass"),

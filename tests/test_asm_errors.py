@@ -2,7 +2,10 @@
 
 import pytest
 
-from netprof.asm import R0, R1, R10, W1, AsmError, Exit, Ja, JEq, Label, LoadMapPtr, Mov, Program, assemble, parse
+from netprof.asm import (
+    R0, R1, R10, U64, W1, AsmError, Call, Exit, If, Ja, JEq, Label, Load, LoadAbs, LoadImm64, LoadMapPtr, LoadMapValue,
+    Mov, Program, Store, assemble, parse,
+)
 
 
 @pytest.mark.parametrize("text,line,column,message", [
@@ -67,3 +70,26 @@ def test_builder_errors_point_at_the_python_line():
     with pytest.raises(AsmError, match="map 'events' is not resolved") as info:
         Program(LoadMapPtr(R1, "events"), Exit()).encode()
     assert info.value.location.file == __file__
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: Load(R1, R10, -8, 8), "memory type must be one of U8, U16, U32, U64, S8, S16, S32, not 8"),
+    (lambda: Store(R10, -8, R1, "u64"), "memory type must be one of U8, U16, U32, U64, S8, S16, S32, not 'u64'"),
+    (lambda: LoadAbs(14, 2), "memory type must be one of"),
+    (lambda: Store(R10, "x", R1, U64), "offset must be an int, not 'x'"),
+    (lambda: LoadImm64(R1, "x"), "immediate must be an int, not 'x'"),
+    (lambda: JEq(R1, 0, 1.5), "jump target must be a label name or an int offset, not 1.5"),
+    (lambda: Ja(None), "jump target must be a label name or an int offset, not None"),
+    (lambda: Call(3.5), "helper must be a Helper, a helper id or a helper name, not 3.5"),
+    (lambda: Call(None), "helper must be a Helper, a helper id or a helper name, not None"),
+    (lambda: LoadMapPtr(R1, None), "map must be a name or a file descriptor, not None"),
+    (lambda: LoadMapValue(R1, "m", "8"), "offset must be an int, not '8'"),
+    (lambda: Label(5), "label 5 is not an identifier"),
+    (lambda: If("r0 == 0", []), "If takes a conditional jump .*, not 'r0 == 0'"),
+    (lambda: If(JEq(R0, 0, "out"), []), "If takes a conditional jump .*, not if r0 == 0 goto out"),
+    (lambda: Program(LoadMapPtr(R1, "m"), Exit()).encode({"m": "3"}),
+     "map 'm': file descriptor must be an int, not '3'"),
+])
+def test_builder_input_of_the_wrong_kind_is_an_asm_error_that_names_it(build, message):
+    with pytest.raises(AsmError, match=message):
+        build()

@@ -179,3 +179,45 @@ def test_verifier_rejects_what_the_assembler_cannot_catch():
     assert "R5 !read_ok" in info.value.log
     assert info.value.slot == 1
     assert info.value.source == "line 2, column 1: r0 = r5"
+
+
+def probe_programs():
+    """(name, program, type) of netprof's own probe programs, in each of their variants."""
+    from netprof.loader.btf import vmlinux
+    from netprof.probes import packets, spans
+    from netprof.probes.layout import RX, TX
+
+    offsets = packets.Offsets.from_btf(vmlinux())
+    tgid = vmlinux().member_offset("struct task_struct", "tgid")
+    out = [(f"span kind={kind} arg={arg} follow={follow}", spans.span_program(7, kind, arg, follow),
+            ProgType.TRACEPOINT)
+           for kind in (0, 1) for arg in (spans.Arg(8), spans.Arg(8, 2), None) for follow in (False, True)]
+    out.append(("fork", spans.fork_program(tgid), ProgType.RAW_TRACEPOINT))
+    out.append(("xdp", packets.xdp_program(7, 256), ProgType.XDP))
+    out += [(f"throughput direction={direction} netns={netns}",
+             packets.throughput_program(direction, offsets, netns, 1_000_000), ProgType.RAW_TRACEPOINT)
+            for direction in (RX, TX) for netns in (0, 4026531840)]
+    return out
+
+
+def test_the_probe_programs_pass_the_verifier():
+    """Loaded only, with maps of the session's kinds and sizes: nothing is attached."""
+    from netprof.probes import packets, spans
+
+    u32, u64, fds = 4, 8, {}
+    maps = {"events": (MapType.RINGBUF, 0, 0, 1 << 16), "packets": (MapType.RINGBUF, 0, 0, 1 << 16),
+            "lost": (MapType.PERCPU_ARRAY, u32, u64, spans.MAX_PROBES), "control": (MapType.ARRAY, u32, u32, 1),
+            "follow": (MapType.HASH, u32, u64, 16), "overflow": (MapType.ARRAY, u32, u64, 1),
+            "counts": (MapType.PERCPU_HASH, packets.THROUGHPUT_KEY, packets.THROUGHPUT_VALUE, 16)}
+    try:
+        for name, (map_type, key, value, entries) in maps.items():
+            fds[name] = map_create(map_type, key, value, entries, f"np_{name}")
+        for what, program, prog_type in probe_programs():
+            try:
+                with load(program, prog_type, name="np_check", maps={m: fds[m] for m in program.map_names}):
+                    pass
+            except VerifierError as err:
+                pytest.fail(f"{what}: {err}")
+    finally:
+        for fd in fds.values():
+            os.close(fd)

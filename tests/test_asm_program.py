@@ -1,8 +1,11 @@
 """Builder, labels, linking (relaxation of far jumps) and the text forms other tools print."""
 
+import pytest
+
 from netprof.asm import (
-    FP, R0, R1, R2, R6, U64, W1, Add, AsmError, Call, CallFunc, Exit, Helper, If, Ja, JEq, JNe, JSet, Label,
+    FP, R0, R1, R2, R6, U64, W1, Add, AsmError, Call, CallFunc, Exit, Helper, If, Ja, JEq, JLe, JNe, JSet, Label,
     LoadMapPtr, LoadMapValue, Loop, Mov, Program, Return, Store, assemble, decode, disassemble, parse,
+    unique_label,
 )
 
 
@@ -160,3 +163,40 @@ def test_decode_rejects_garbage_with_the_slot():
         decode(bytes(7))
     except AsmError as err:
         assert "not a multiple of 8" in str(err)
+
+
+def test_a_name_means_the_same_thing_in_every_assembler_module():
+    """isa.py names the ISA's types and constants; no other module may give one of those names to
+    something else (instruction.S16 was a value range while isa.S16 is a memory type)."""
+    import netprof.asm
+    from netprof.asm import builder, instruction, isa, plain, printer, program, syntax
+
+    for module in (netprof.asm, builder, instruction, plain, printer, program, syntax):
+        for name in vars(isa).keys() & vars(module).keys():
+            if not name.startswith("_"):
+                assert getattr(module, name) is getattr(isa, name), f"{module.__name__}.{name}"
+
+
+def clamp(register, limit):
+    """A fragment with a jump of its own: ``register = min(register, limit)``."""
+    done = unique_label("clamp_done")
+    return [JLe(register, limit, done), Mov(register, limit), Label(done)]
+
+
+def test_a_fragment_with_unique_labels_can_be_used_twice_in_one_program():
+    program = Program(Mov(R0, 90), clamp(R0, 50), clamp(R0, 10), Exit())
+    assert len(program.labels) == 2 and all(name.startswith("__clamp_done") for name in program.labels)
+    assert disassemble(program.encode()) == (
+        "r0 = 90\nif r0 <= 50 goto +1\nr0 = 50\nif r0 <= 10 goto +1\nr0 = 10\nexit\n")
+    assert assemble(str(program)) == program.encode()
+
+
+def test_unique_label_takes_an_identifier():
+    with pytest.raises(AsmError, match="label stem 'a b' is not an identifier"):
+        unique_label("a b")
+
+
+def test_any_32_bit_helper_id_is_a_call_as_llvm_mc_has_it():
+    assert Call(-1) == Call(0xFFFF_FFFF) == parse("call -1")[0] == parse("call 4294967295")[0]
+    assert Call(-1).encode() == bytes.fromhex("85000000ffffffff")
+    assert disassemble(Call(-1).encode()) == "call -1\n"

@@ -108,6 +108,8 @@ def llvm_cases():
     for helper_id, name in HELPERS.items():
         add(f"call {name}", f"call {helper_id}")
     add("call 250")
+    for helper_id in (0, -1, 2147483647, -2147483648):  # any 32-bit id encodes; "call -1" is objdump's unresolved call
+        add(f"call {helper_id}")
     add("exit")
     return cases
 

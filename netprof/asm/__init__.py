@@ -14,9 +14,10 @@ from .builder import (
     AtomicXor, Bswap, Call, CallFunc, CallKfunc, Div, Exit, Gotol, If, Ja, JEq, JGe, JGt, JLe,
     JLt, JNe, JSet, JSGe, JSGt, JSLe, JSLt, Load, LoadAbs, LoadAcquire, LoadBtfId, LoadFunc,
     LoadImm64, LoadInd, LoadMapPtr, LoadMapValue, Loop, Lsh, MayGoto, Mod, Mov, MovSx, Mul, Neg,
-    Or, Return, Rsh, SDiv, SMod, Store, StoreRelease, Sub, ToBE, ToLE, Xor,
+    Or, Return, Rsh, SDiv, SMod, Store, StoreRelease, Sub, ToBE, ToLE, Xor, unique_label,
 )
 from .errors import AsmError, Location
+from .frame import Frame
 from .helpers import Helper
 from .instruction import Instruction, decode
 from .isa import (

@@ -10,7 +10,9 @@
     )
 
 Each function returns an Instruction, checked at once, that remembers the Python line that
-built it (for verifier errors). ``If`` and ``Loop`` are a thin structured layer on top.
+built it (for verifier errors). ``If`` and ``Loop`` are a thin structured layer on top; a
+fragment of your own that jumps names its labels with ``unique_label``, so that it can be used
+more than once in a program.
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ def _reg(value: object, role: str) -> Register:
     return value
 
 
+def _type(value: object) -> MemType:
+    if not isinstance(value, MemType):
+        raise AsmError(f"memory type must be one of {', '.join(t.name for t in MemType)}, not {value!r}")
+    return value
+
+
+def _map(value: object) -> str | int:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise AsmError(f"map must be a name or a file descriptor, not {value!r}")
+    return value
+
+
 def _class(dst: Register, src: Register | int, narrow: Class, wide: Class, what: str) -> Class:
     if isinstance(src, Register) and src.is32 != dst.is32:
         raise AsmError(f"{what} mixes {dst} and {src}: use both r or both w registers")
@@ -80,6 +94,9 @@ def _class(dst: Register, src: Register | int, narrow: Class, wide: Class, what:
 def _make(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
           target: str | None = None, map: str | None = None) -> Instruction:
     location = _caller()
+    for what, value in (("offset", off), ("immediate", imm)):
+        if not isinstance(value, int):
+            raise AsmError(f"{what} must be an int, not {value!r}", location)
     try:
         return Instruction(opcode, dst, src, off, imm, target, map, location)
     except AsmError as err:
@@ -151,14 +168,14 @@ def Bswap(dst: Register, bits: int) -> Instruction:
 
 def Load(dst: Register, base: Register, off: int, type: MemType) -> Instruction:
     """``dst = *(type *)(base + off)``; a signed type sign-extends (MEMSX)."""
-    mode = Mode.MEMSX if type.signed else Mode.MEM
+    mode = Mode.MEMSX if _type(type).signed else Mode.MEM
     return _make(Class.LDX | mode | type.size, _reg(dst, "destination").index,
                  _reg(base, "base").index, off)
 
 
 def Store(base: Register, off: int, value: Register | int, type: MemType) -> Instruction:
     """``*(type *)(base + off) = value``: a register (STX) or an immediate (ST)."""
-    if type.signed:
+    if _type(type).signed:
         raise AsmError(f"stores take an unsigned type, not {type}")
     base = _reg(base, "base")
     if isinstance(value, Register):
@@ -168,12 +185,12 @@ def Store(base: Register, off: int, value: Register | int, type: MemType) -> Ins
 
 def LoadAbs(off: int, type: MemType) -> Instruction:
     """Legacy packet load ``r0 = *(type *)skb[off]`` (socket filters)."""
-    return _make(Class.LD | Mode.ABS | type.size, imm=_imm32(off))
+    return _make(Class.LD | Mode.ABS | _type(type).size, imm=_imm32(off))
 
 
 def LoadInd(src: Register, off: int, type: MemType) -> Instruction:
     """Legacy packet load ``r0 = *(type *)skb[src + off]``."""
-    return _make(Class.LD | Mode.IND | type.size, src=_reg(src, "index").index, imm=_imm32(off))
+    return _make(Class.LD | Mode.IND | _type(type).size, src=_reg(src, "index").index, imm=_imm32(off))
 
 
 def _atomic(op: int, name: str):
@@ -209,12 +226,12 @@ def AtomicCmpXchg(base: Register, off: int, src: Register) -> Instruction:
 
 
 def LoadAcquire(dst: Register, base: Register, off: int, type: MemType) -> Instruction:
-    return _make(Class.STX | Mode.ATOMIC | type.size, _reg(dst, "destination").index,
+    return _make(Class.STX | Mode.ATOMIC | _type(type).size, _reg(dst, "destination").index,
                  _reg(base, "base").index, off, AtomicOp.LOAD_ACQ)
 
 
 def StoreRelease(base: Register, off: int, src: Register, type: MemType) -> Instruction:
-    return _make(Class.STX | Mode.ATOMIC | type.size, _reg(base, "base").index,
+    return _make(Class.STX | Mode.ATOMIC | _type(type).size, _reg(base, "base").index,
                  _reg(src, "source").index, off, AtomicOp.STORE_REL)
 
 
@@ -226,14 +243,16 @@ def LoadImm64(dst: Register, value: int) -> Instruction:
 
 def LoadMapPtr(dst: Register, map: str | int) -> Instruction:
     """``dst = <map> ll``: a map by name (resolved at load) or by file descriptor."""
-    if isinstance(map, str):
+    if isinstance(_map(map), str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, imm=map)
 
 
 def LoadMapValue(dst: Register, map: str | int, off: int = 0) -> Instruction:
     """``dst = &<map>[0] + off``: the address of an array map's value (global data)."""
-    if isinstance(map, str):
+    if not isinstance(off, int):
+        raise AsmError(f"offset must be an int, not {off!r}")
+    if isinstance(_map(map), str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE, imm=off << 32,
                      map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE,
@@ -254,6 +273,8 @@ def LoadFunc(dst: Register, label: str) -> Instruction:
 # --- jumps and calls ------------------------------------------------------------------------
 
 def _where(target: str | int) -> tuple[str | None, int]:
+    if isinstance(target, bool) or not isinstance(target, (str, int)):
+        raise AsmError(f"jump target must be a label name or an int offset, not {target!r}")
     return (target, 0) if isinstance(target, str) else (None, target)
 
 
@@ -309,7 +330,9 @@ def Call(helper: Helper | int | str) -> Instruction:
         if name not in Helper.__members__:
             raise AsmError(f"unknown helper {helper!r}", _caller())
         helper = Helper[name]
-    return _make(CALL, imm=int(helper))
+    elif isinstance(helper, bool) or not isinstance(helper, int):
+        raise AsmError(f"helper must be a Helper, a helper id or a helper name, not {helper!r}", _caller())
+    return _make(CALL, imm=_imm32(int(helper)))
 
 
 def CallFunc(target: str | int) -> Instruction:
@@ -336,6 +359,15 @@ def Return(value: int | Register) -> list[Instruction]:
 _fresh = itertools.count()
 
 
+def unique_label(stem: str) -> str:
+    """A label name that no other call returns, for a fragment (a function that returns
+    instructions) that may appear more than once in one program: ``done = unique_label("done")``
+    gives ``"__done7"``. ``If`` and ``Loop`` name their labels so."""
+    if not isinstance(stem, str) or not stem.isidentifier():
+        raise AsmError(f"label stem {stem!r} is not an identifier", _caller())
+    return f"__{stem}{next(_fresh)}"
+
+
 _INVERSE = {
     JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
     JmpOp.JGE: JmpOp.JLT, JmpOp.JLT: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLE, JmpOp.JSLE: JmpOp.JSGT,
@@ -348,12 +380,14 @@ def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
 
         If(JEq(R0, 0, 0), Return(0), orelse=[...])
     """
+    wanted = "If takes a conditional jump built with target 0, e.g. JEq(R0, 0, 0)"
+    if not isinstance(condition, Instruction):
+        raise AsmError(f"{wanted}, not {condition!r}")
     if condition.op not in _INVERSE and condition.op != JmpOp.JSET or not condition.is_jump \
             or condition.target is not None or condition.off:
-        raise AsmError("If takes a conditional jump built with target 0, e.g. JEq(R0, 0, 0)",
-                       condition.location)
-    n = next(_fresh)
-    then_label, else_label, end_label = f"__if{n}_then", f"__if{n}_else", f"__if{n}_end"
+        raise AsmError(f"{wanted}, not {condition}", condition.location)
+    name = unique_label("if")
+    then_label, else_label, end_label = f"{name}_then", f"{name}_else", f"{name}_end"
     then, orelse = list(then), list(orelse)
     if condition.op == JmpOp.JSET:  # no inverse: jump into the then-block
         return [replace(condition, target=then_label), orelse, Ja(end_label), Label(then_label), then,
@@ -367,8 +401,8 @@ def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
 
 def Loop(counter: Register, limit: Register | int, body: Iterable) -> list:
     """``for (counter = 0; counter < limit; counter++) body`` as a verifier-friendly loop."""
-    n = next(_fresh)
-    top, end = f"__loop{n}_top", f"__loop{n}_end"
+    name = unique_label("loop")
+    top, end = f"{name}_top", f"{name}_end"
     return [
         Mov(counter, 0), Label(top), JGe(counter, limit, end), list(body), Add(counter, 1),
         Ja(top), Label(end),

@@ -34,9 +34,10 @@ from .isa import (
 
 _SLOT = struct.Struct("<BBhi")
 
-S16 = (-(1 << 15), (1 << 15) - 1)
-S32 = (-(1 << 31), (1 << 31) - 1)
-S64 = (-(1 << 63), (1 << 63) - 1)
+# (lowest, highest) of the signed fields; the memory types S16, S32 are isa.MemType's.
+INT16_RANGE = (-(1 << 15), (1 << 15) - 1)
+INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Instruction:
     location: Location | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.opcode == LD_IMM64 and self.imm > S64[1]:
+        if self.opcode == LD_IMM64 and self.imm > INT64_RANGE[1]:
             object.__setattr__(self, "imm", self.imm - (1 << 64))  # one value per bit pattern
         problem = check(self)
         if problem:
@@ -225,7 +226,7 @@ def check(insn: Instruction) -> str | None:
     if not -0x8000 <= off <= 0x7FFF:
         return f"offset {off} is out of range [-32768, 32767]"
     if code == LD_IMM64:
-        if not S64[0] <= imm <= (1 << 64) - 1:
+        if not INT64_RANGE[0] <= imm <= (1 << 64) - 1:
             return f"immediate {imm} does not fit in 64 bits"
     elif not -0x8000_0000 <= imm <= 0x7FFF_FFFF:
         return f"immediate {imm} is out of range [-2147483648, 2147483647]"
@@ -251,7 +252,11 @@ _JA, _CALL_OP, _EXIT_OP, _JCOND = int(JmpOp.JA), int(JmpOp.CALL), int(JmpOp.EXIT
 _MEM, _MEMSX, _ATOMIC, _ABS, _IND = int(Mode.MEM), int(Mode.MEMSX), int(Mode.ATOMIC), int(Mode.ABS), int(Mode.IND)
 _W, _DW = int(Size.W), int(Size.DW)
 _CMPXCHG, _LOAD_ACQ, _STORE_REL = int(AtomicOp.CMPXCHG), int(AtomicOp.LOAD_ACQ), int(AtomicOp.STORE_REL)
-_HELPER, _KFUNC = int(PseudoCall.HELPER), int(PseudoCall.KFUNC_CALL)
+_KFUNC = int(PseudoCall.KFUNC_CALL)
+
+# llvm-mc encodes "callx r1" (BPF_CALL | BPF_X, the register in dst) but the kernel refuses it.
+CALLX_REFUSED = ("callx (a call through a register) is reserved: the kernel verifier refuses BPF_CALL | BPF_X "
+                 "(\"BPF_CALL uses reserved fields\")")
 
 
 def _reg(reg: int, role: str) -> str | None:
@@ -370,13 +375,13 @@ def _check_jmp(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
         return f"opcode {code:#04x} is not a valid JMP32 instruction"
     if op == _CALL_OP:
         if x:
-            return "callx (call through a register) is not supported by the kernel"
+            return CALLX_REFUSED
         if src > _KFUNC:
             return f"call source {src} is unknown (0 helper, 1 bpf-to-bpf, 2 kfunc)"
         if src == _KFUNC:
             return dst and _zero(("dst", dst))
-        if src == _HELPER and imm < 0:
-            return f"helper id {imm} is negative"
+        # Any helper id encodes, negative ones too: llvm-mc writes "call -1" (what llvm-objdump
+        # prints for a call its linker has not resolved) as imm -1; the verifier judges the id.
         return _zero(("dst", dst), ("off", off))
     if op == _EXIT_OP:
         return _zero(("src_bit", x), ("dst", dst), ("src", src), ("off", off), ("imm", imm))

@@ -154,6 +154,7 @@ MAY_GOTO = 0  # src_reg of BPF_JMP | BPF_JCOND (BPF_MAY_GOTO)
 
 MAX_REGISTER = 10
 FRAME_POINTER = 10
+STACK_SIZE = 512  # MAX_BPF_STACK (include/linux/filter.h): the stack of one BPF function
 
 # Opcodes used often enough by the encoder and printer to deserve a name.
 LD_IMM64 = Class.LD | Mode.IMM | Size.DW

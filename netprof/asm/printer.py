@@ -15,24 +15,24 @@ from .isa import (
     ATOMIC_FETCH,
     mem_type,
 )
-from .plain import AluOp, AtomicOp, Class, JmpOp, Mode, PseudoCall, PseudoSrc, Source, Size
+from .plain import ALU_OP, ATOMIC_OP, CLASS, JMP_OP, MODE, PSEUDO_CALL, PSEUDO_SRC, SIZE, SOURCE
 
 ALU_SYMBOLS = {
-    AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=", AluOp.OR: "|=",
-    AluOp.AND: "&=", AluOp.LSH: "<<=", AluOp.RSH: ">>=", AluOp.MOD: "%=", AluOp.XOR: "^=",
-    AluOp.MOV: "=", AluOp.ARSH: "s>>=",
+    ALU_OP.ADD: "+=", ALU_OP.SUB: "-=", ALU_OP.MUL: "*=", ALU_OP.DIV: "/=", ALU_OP.OR: "|=",
+    ALU_OP.AND: "&=", ALU_OP.LSH: "<<=", ALU_OP.RSH: ">>=", ALU_OP.MOD: "%=", ALU_OP.XOR: "^=",
+    ALU_OP.MOV: "=", ALU_OP.ARSH: "s>>=",
 }
-SIGNED_ALU_SYMBOLS = {AluOp.DIV: "s/=", AluOp.MOD: "s%="}
+SIGNED_ALU_SYMBOLS = {ALU_OP.DIV: "s/=", ALU_OP.MOD: "s%="}
 JUMP_SYMBOLS = {
-    JmpOp.JEQ: "==", JmpOp.JGT: ">", JmpOp.JGE: ">=", JmpOp.JSET: "&", JmpOp.JNE: "!=",
-    JmpOp.JSGT: "s>", JmpOp.JSGE: "s>=", JmpOp.JLT: "<", JmpOp.JLE: "<=", JmpOp.JSLT: "s<",
-    JmpOp.JSLE: "s<=",
+    JMP_OP.JEQ: "==", JMP_OP.JGT: ">", JMP_OP.JGE: ">=", JMP_OP.JSET: "&", JMP_OP.JNE: "!=",
+    JMP_OP.JSGT: "s>", JMP_OP.JSGE: "s>=", JMP_OP.JLT: "<", JMP_OP.JLE: "<=", JMP_OP.JSLT: "s<",
+    JMP_OP.JSLE: "s<=",
 }
-ATOMIC_NAMES = {AtomicOp.ADD: "add", AtomicOp.OR: "or", AtomicOp.AND: "and", AtomicOp.XOR: "xor"}
-ATOMIC_SYMBOLS = {AtomicOp.ADD: "+=", AtomicOp.OR: "|=", AtomicOp.AND: "&=", AtomicOp.XOR: "^="}
+ATOMIC_NAMES = {ATOMIC_OP.ADD: "add", ATOMIC_OP.OR: "or", ATOMIC_OP.AND: "and", ATOMIC_OP.XOR: "xor"}
+ATOMIC_SYMBOLS = {ATOMIC_OP.ADD: "+=", ATOMIC_OP.OR: "|=", ATOMIC_OP.AND: "&=", ATOMIC_OP.XOR: "^="}
 PSEUDO_NAMES = {
-    PseudoSrc.MAP_FD: "map_fd", PseudoSrc.MAP_VALUE: "map_value", PseudoSrc.BTF_ID: "btf_id",
-    PseudoSrc.FUNC: "func", PseudoSrc.MAP_IDX: "map_idx", PseudoSrc.MAP_IDX_VALUE: "map_idx_value",
+    PSEUDO_SRC.MAP_FD: "map_fd", PSEUDO_SRC.MAP_VALUE: "map_value", PSEUDO_SRC.BTF_ID: "btf_id",
+    PSEUDO_SRC.FUNC: "func", PSEUDO_SRC.MAP_IDX: "map_idx", PSEUDO_SRC.MAP_IDX_VALUE: "map_idx_value",
 }
 _HELPER_NAMES = {h.value: str(h) for h in Helper if h.value}
 
@@ -58,7 +58,7 @@ def _fmt_ld(insn: Instruction) -> str:
     if insn.is_ld_imm64:
         return f"r{insn.dst} = {_imm64_operand(insn)} ll"
     width = mem_type(insn.opcode & 0x18)
-    if insn.opcode & 0xE0 == Mode.ABS:
+    if insn.opcode & 0xE0 == MODE.ABS:
         return f"r0 = *({width} *)skb[{insn.imm}]"
     index = f"r{insn.src}" if not insn.imm else f"r{insn.src} {'+' if insn.imm > 0 else '-'} {abs(insn.imm)}"
     return f"r0 = *({width} *)skb[{index}]"
@@ -66,23 +66,23 @@ def _fmt_ld(insn: Instruction) -> str:
 
 def _imm64_operand(insn: Instruction) -> str:
     src, imm = insn.src, insn.imm
-    if src == PseudoSrc.IMM:
+    if src == PSEUDO_SRC.IMM:
         return str(imm) if -(1 << 31) <= imm < (1 << 31) else hex(imm & 0xFFFF_FFFF_FFFF_FFFF)
     lo, hi = imm & 0xFFFF_FFFF, (imm >> 32) & 0xFFFF_FFFF
     if lo & 0x8000_0000:
         lo -= 1 << 32
     if insn.map is not None:
-        return insn.map if src == PseudoSrc.MAP_FD else f"map_value({insn.map}, {hi})"
-    if src == PseudoSrc.FUNC:
+        return insn.map if src == PSEUDO_SRC.MAP_FD else f"map_value({insn.map}, {hi})"
+    if src == PSEUDO_SRC.FUNC:
         return f"func({_target(insn, lo)})"
     args = [str(lo)]
-    if src in (PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX_VALUE) or (src == PseudoSrc.BTF_ID and hi):
+    if src in (PSEUDO_SRC.MAP_VALUE, PSEUDO_SRC.MAP_IDX_VALUE) or (src == PSEUDO_SRC.BTF_ID and hi):
         args.append(str(hi))
     return f"{PSEUDO_NAMES[src]}({', '.join(args)})"
 
 
 def _fmt_ldx(insn: Instruction) -> str:
-    width = mem_type(insn.opcode & 0x18, signed=insn.opcode & 0xE0 == Mode.MEMSX)
+    width = mem_type(insn.opcode & 0x18, signed=insn.opcode & 0xE0 == MODE.MEMSX)
     return f"r{insn.dst} = *({width} *){mem(insn.src, insn.off)}"
 
 
@@ -93,19 +93,19 @@ def _fmt_st(insn: Instruction) -> str:
 def _fmt_stx(insn: Instruction) -> str:
     size = insn.opcode & 0x18
     width = mem_type(size)
-    if insn.opcode & 0xE0 == Mode.MEM:
+    if insn.opcode & 0xE0 == MODE.MEM:
         return f"*({width} *){mem(insn.dst, insn.off)} = r{insn.src}"
-    r = "r" if size == Size.DW else "w"
+    r = "r" if size == SIZE.DW else "w"
     imm, dst, src, at = insn.imm, insn.dst, insn.src, mem(insn.dst, insn.off)
-    if imm == AtomicOp.LOAD_ACQ:
+    if imm == ATOMIC_OP.LOAD_ACQ:
         return f"{r}{dst} = load_acquire(({width} *){mem(src, insn.off)})"
-    if imm == AtomicOp.STORE_REL:
+    if imm == ATOMIC_OP.STORE_REL:
         return f"store_release(({width} *){at}, {r}{src})"
-    suffix = "_64" if size == Size.DW else "32_32"
+    suffix = "_64" if size == SIZE.DW else "32_32"
     plain = f"r{dst} + {insn.off}" if insn.off >= 0 else f"r{dst} - {-insn.off}"
-    if imm == AtomicOp.XCHG:
+    if imm == ATOMIC_OP.XCHG:
         return f"{r}{src} = xchg{suffix}({plain}, {r}{src})"
-    if imm == AtomicOp.CMPXCHG:
+    if imm == ATOMIC_OP.CMPXCHG:
         return f"{r}0 = cmpxchg{suffix}({plain}, {r}0, {r}{src})"
     if imm & ATOMIC_FETCH:
         return f"{r}{src} = atomic_fetch_{ATOMIC_NAMES[imm & ~ATOMIC_FETCH]}(({width} *){at}, {r}{src})"
@@ -113,15 +113,15 @@ def _fmt_stx(insn: Instruction) -> str:
 
 
 def _fmt_alu(insn: Instruction) -> str:
-    r = "r" if insn.opcode & 0x07 == Class.ALU64 else "w"
-    op, x, dst = insn.opcode & 0xF0, insn.opcode & Source.X, f"{r}{insn.dst}"
-    if op == AluOp.END:
+    r = "r" if insn.opcode & 0x07 == CLASS.ALU64 else "w"
+    op, x, dst = insn.opcode & 0xF0, insn.opcode & SOURCE.X, f"{r}{insn.dst}"
+    if op == ALU_OP.END:
         kind = "bswap" if r == "r" else ("be" if x else "le")
         return f"r{insn.dst} = {kind}{insn.imm} r{insn.dst}"
-    if op == AluOp.NEG:
+    if op == ALU_OP.NEG:
         return f"{dst} = -{dst}"
     operand = f"{r}{insn.src}" if x else str(insn.imm)
-    if op == AluOp.MOV and x and insn.off:
+    if op == ALU_OP.MOV and x and insn.off:
         if r == "r" and insn.off == 1:
             return f"{dst} = addr_space_cast(r{insn.src}, {insn.imm >> 16 & 0xFFFF}, {insn.imm & 0xFFFF})"
         return f"{dst} = (s{insn.off}){operand}"
@@ -130,18 +130,18 @@ def _fmt_alu(insn: Instruction) -> str:
 
 
 def _fmt_jmp(insn: Instruction) -> str:
-    op, x = insn.opcode & 0xF0, insn.opcode & Source.X
-    jmp32 = insn.opcode & 0x07 == Class.JMP32
-    if op == JmpOp.JA:
+    op, x = insn.opcode & 0xF0, insn.opcode & SOURCE.X
+    jmp32 = insn.opcode & 0x07 == CLASS.JMP32
+    if op == JMP_OP.JA:
         return f"gotol {_target(insn, insn.imm)}" if jmp32 else f"goto {_target(insn, insn.off)}"
-    if op == JmpOp.EXIT:
+    if op == JMP_OP.EXIT:
         return "exit"
-    if op == JmpOp.JCOND:
+    if op == JMP_OP.JCOND:
         return f"may_goto {_target(insn, insn.off)}"
-    if op == JmpOp.CALL:
-        if insn.src == PseudoCall.CALL:
+    if op == JMP_OP.CALL:
+        if insn.src == PSEUDO_CALL.CALL:
             return f"call {insn.target}" if insn.target is not None else f"call pc{rel(insn.imm)}"
-        if insn.src == PseudoCall.KFUNC_CALL:
+        if insn.src == PSEUDO_CALL.KFUNC_CALL:
             return f"call kfunc({insn.imm})" if not insn.off else f"call kfunc({insn.imm}, {insn.off})"
         return f"call {_HELPER_NAMES.get(insn.imm, insn.imm)}"
     r = "w" if jmp32 else "r"
@@ -150,12 +150,12 @@ def _fmt_jmp(insn: Instruction) -> str:
 
 
 _FORMATTERS = {
-    Class.LD: _fmt_ld,
-    Class.LDX: _fmt_ldx,
-    Class.ST: _fmt_st,
-    Class.STX: _fmt_stx,
-    Class.ALU: _fmt_alu,
-    Class.ALU64: _fmt_alu,
-    Class.JMP: _fmt_jmp,
-    Class.JMP32: _fmt_jmp,
+    CLASS.LD: _fmt_ld,
+    CLASS.LDX: _fmt_ldx,
+    CLASS.ST: _fmt_st,
+    CLASS.STX: _fmt_stx,
+    CLASS.ALU: _fmt_alu,
+    CLASS.ALU64: _fmt_alu,
+    CLASS.JMP: _fmt_jmp,
+    CLASS.JMP32: _fmt_jmp,
 }

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from .errors import AsmError, Location
-from .instruction import S16, S32, Instruction
+from .instruction import INT16_RANGE, INT32_RANGE, Instruction
 from .isa import Class, JmpOp, Source
 
 
@@ -26,7 +26,7 @@ class Label:
     location: Location | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise AsmError(f"label {self.name!r} is not an identifier", self.location)
 
 
@@ -134,7 +134,10 @@ class LinkedProgram:
                 if insn.map not in maps:
                     raise AsmError(f"map {insn.map!r} is not resolved: no file descriptor was given for it",
                                    insn.location)
-                lo = maps[insn.map] & 0xFFFF_FFFF
+                fd = maps[insn.map]
+                if isinstance(fd, bool) or not isinstance(fd, int):
+                    raise AsmError(f"map {insn.map!r}: file descriptor must be an int, not {fd!r}", insn.location)
+                lo = fd & 0xFFFF_FFFF
                 insn = replace(insn, map=None, imm=(insn.imm & ~0xFFFF_FFFF) | lo)
             parts.append(insn.encode())
         return b"".join(parts)
@@ -196,7 +199,7 @@ def _link(program: Program) -> LinkedProgram:
             target = targets[i]
             if target is None or long_form[i] or not insn.is_jump:
                 continue
-            if not S16[0] <= starts[target] - starts[i] - 1 <= S16[1]:
+            if not INT16_RANGE[0] <= starts[target] - starts[i] - 1 <= INT16_RANGE[1]:
                 long_form[i] = grew = True
         if not grew:
             break
@@ -241,7 +244,7 @@ def _resolve(insn: Instruction, distance: int, long: bool) -> list[Instruction]:
 
 
 def _check32(value: int, insn: Instruction) -> int:
-    if not S32[0] <= value <= S32[1]:
+    if not INT32_RANGE[0] <= value <= INT32_RANGE[1]:
         raise AsmError(f"reference to {insn.target!r} is out of range", insn.location)
     return value
 

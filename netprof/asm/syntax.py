@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .errors import AsmError, Location
 from .helpers import Helper
-from .instruction import Instruction, decode
+from .instruction import CALLX_REFUSED, Instruction, decode
 from .isa import (
     CALL,
     EXIT,
@@ -24,7 +24,7 @@ from .isa import (
     MemType,
     Size,
 )
-from .plain import AluOp, AtomicOp, Class, JmpOp, Mode, PseudoCall, PseudoSrc, Source
+from .plain import ALU_OP, ATOMIC_OP, CLASS, JMP_OP, MODE, PSEUDO_CALL, PSEUDO_SRC, SOURCE
 from .printer import format_instruction
 from .program import Label, Program
 
@@ -76,21 +76,21 @@ _R_PSEUDO = re.compile(r"(map_fd|map_value|btf_id|func|map_idx|map_idx_value)\(\
 _R_MAP_ID = re.compile(r"map\[id:\d+\]")
 
 _ALU_OPS = {
-    "+=": AluOp.ADD, "-=": AluOp.SUB, "*=": AluOp.MUL, "/=": AluOp.DIV, "|=": AluOp.OR,
-    "&=": AluOp.AND, "<<=": AluOp.LSH, ">>=": AluOp.RSH, "%=": AluOp.MOD, "^=": AluOp.XOR,
-    "=": AluOp.MOV, "s>>=": AluOp.ARSH, "s/=": AluOp.DIV, "s%=": AluOp.MOD,
+    "+=": ALU_OP.ADD, "-=": ALU_OP.SUB, "*=": ALU_OP.MUL, "/=": ALU_OP.DIV, "|=": ALU_OP.OR,
+    "&=": ALU_OP.AND, "<<=": ALU_OP.LSH, ">>=": ALU_OP.RSH, "%=": ALU_OP.MOD, "^=": ALU_OP.XOR,
+    "=": ALU_OP.MOV, "s>>=": ALU_OP.ARSH, "s/=": ALU_OP.DIV, "s%=": ALU_OP.MOD,
 }
 _JMP_OPS = {
-    "==": JmpOp.JEQ, "!=": JmpOp.JNE, ">": JmpOp.JGT, ">=": JmpOp.JGE, "<": JmpOp.JLT,
-    "<=": JmpOp.JLE, "s>": JmpOp.JSGT, "s>=": JmpOp.JSGE, "s<": JmpOp.JSLT, "s<=": JmpOp.JSLE,
-    "&": JmpOp.JSET,
+    "==": JMP_OP.JEQ, "!=": JMP_OP.JNE, ">": JMP_OP.JGT, ">=": JMP_OP.JGE, "<": JMP_OP.JLT,
+    "<=": JMP_OP.JLE, "s>": JMP_OP.JSGT, "s>=": JMP_OP.JSGE, "s<": JMP_OP.JSLT, "s<=": JMP_OP.JSLE,
+    "&": JMP_OP.JSET,
 }
-_LOCK_OPS = {"+": AtomicOp.ADD, "|": AtomicOp.OR, "&": AtomicOp.AND, "^": AtomicOp.XOR}
-_FETCH_OPS = {"add": AtomicOp.FETCH_ADD, "or": AtomicOp.FETCH_OR, "and": AtomicOp.FETCH_AND,
-              "xor": AtomicOp.FETCH_XOR}
+_LOCK_OPS = {"+": ATOMIC_OP.ADD, "|": ATOMIC_OP.OR, "&": ATOMIC_OP.AND, "^": ATOMIC_OP.XOR}
+_FETCH_OPS = {"add": ATOMIC_OP.FETCH_ADD, "or": ATOMIC_OP.FETCH_OR, "and": ATOMIC_OP.FETCH_AND,
+              "xor": ATOMIC_OP.FETCH_XOR}
 _PSEUDO = {
-    "map_fd": PseudoSrc.MAP_FD, "map_value": PseudoSrc.MAP_VALUE, "btf_id": PseudoSrc.BTF_ID,
-    "func": PseudoSrc.FUNC, "map_idx": PseudoSrc.MAP_IDX, "map_idx_value": PseudoSrc.MAP_IDX_VALUE,
+    "map_fd": PSEUDO_SRC.MAP_FD, "map_value": PSEUDO_SRC.MAP_VALUE, "btf_id": PSEUDO_SRC.BTF_ID,
+    "func": PSEUDO_SRC.FUNC, "map_idx": PSEUDO_SRC.MAP_IDX, "map_idx_value": PSEUDO_SRC.MAP_IDX_VALUE,
 }
 _TYPES = {t.name.lower(): t for t in MemType}
 _MNEMONICS = ("if", "goto", "gotol", "may_goto", "ja", "call", "exit", "lock", "store_release",
@@ -177,42 +177,44 @@ def _parse_if(line: _Line, m: re.Match) -> Instruction:
     dst, d32 = line.reg(m, 1)
     op = _JMP_OPS[m.group(3)]
     target, off = _relative(line, m, 7, OFF16)
-    cls = Class.JMP32 if d32 else Class.JMP
+    cls = CLASS.JMP32 if d32 else CLASS.JMP
     if m.group(4):
         src, s32 = line.reg(m, 4)
         _same_width(line, d32, s32, m.start(4))
-        return _make(line, cls | op | Source.X, dst, src, off, target=target)
+        return _make(line, cls | op | SOURCE.X, dst, src, off, target=target)
     imm = _wrap32(line.num(m, 6, IMM32, "immediate"))
-    return _make(line, cls | op | Source.K, dst, off=off, imm=imm, target=target)
+    return _make(line, cls | op | SOURCE.K, dst, off=off, imm=imm, target=target)
 
 
 def _parse_goto(line: _Line, m: re.Match) -> Instruction:
     kind = m.group(1)
     if kind == "gotol":
         target, imm = _relative(line, m, 2, (-(1 << 31), (1 << 31) - 1))
-        return _make(line, Class.JMP32 | JmpOp.JA, imm=imm, target=target)
+        return _make(line, CLASS.JMP32 | JMP_OP.JA, imm=imm, target=target)
     target, off = _relative(line, m, 2, OFF16)
-    op = JmpOp.JCOND if kind == "may_goto" else JmpOp.JA
-    return _make(line, Class.JMP | op, off=off, target=target)
+    op = JMP_OP.JCOND if kind == "may_goto" else JMP_OP.JA
+    return _make(line, CLASS.JMP | op, off=off, target=target)
 
 
 def _parse_call(line: _Line, m: re.Match) -> Instruction | _Deferred:
     if m.group(1):
-        return _make(line, CALL, src=PseudoCall.CALL, imm=int(m.group(1)[2:].replace(" ", ""), 0))
-    if m.group(2):
-        return _make(line, CALL, imm=line.num(m, 2, (0, (1 << 31) - 1), "helper id"))
+        return _make(line, CALL, src=PSEUDO_CALL.CALL, imm=int(m.group(1)[2:].replace(" ", ""), 0))
+    if m.group(2):  # as llvm-mc: a 32-bit id, signed or not ("call -1" == "call 0xffffffff")
+        return _make(line, CALL, imm=_wrap32(line.num(m, 2, IMM32, "helper id")))
     if m.group(3):
         btf_id = _wrap32(line.num(m, 3, IMM32, "kfunc BTF id"))
-        return _make(line, CALL, src=PseudoCall.KFUNC_CALL, off=line.num(m, 4, OFF16, "kfunc module"),
+        return _make(line, CALL, src=PSEUDO_CALL.KFUNC_CALL, off=line.num(m, 4, OFF16, "kfunc module"),
                      imm=btf_id)
     name, number = m.group(5), m.group(6)
+    if _R_REG.fullmatch(name):
+        raise line.error(CALLX_REFUSED, m.start(5))
     if number is not None:  # the verifier log's "call bpf_map_lookup_elem#1" / "call bpf_kfunc#12345"
         helper = Helper.__members__.get(name.removeprefix("bpf_"))
         if helper is not None and helper.value == int(number):
             return _make(line, CALL, imm=helper.value)
         if helper is not None:
             raise line.error(f"helper {name} has id {helper.value}, not {number}", m.start(6))
-        return _make(line, CALL, src=PseudoCall.KFUNC_CALL, imm=_wrap32(int(number)))
+        return _make(line, CALL, src=PSEUDO_CALL.KFUNC_CALL, imm=_wrap32(int(number)))
     return _Deferred("call", name, 0, line.loc(m.start(5)))
 
 
@@ -221,7 +223,7 @@ def _parse_lock(line: _Line, m: re.Match) -> Instruction:
     if width not in (MemType.U32, MemType.U64):
         raise line.error(f"atomic operations are on u32 or u64, not {width}", m.start(1))
     src, _ = line.reg(m, 6)
-    return _make(line, Class.STX | Mode.ATOMIC | width.size, int(m.group(2)), src, line.mem_off(m, 3),
+    return _make(line, CLASS.STX | MODE.ATOMIC | width.size, int(m.group(2)), src, line.mem_off(m, 3),
                  _LOCK_OPS[m.group(5)])
 
 
@@ -232,16 +234,16 @@ def _parse_store(line: _Line, m: re.Match) -> Instruction:
     base, off = int(m.group(2)), line.mem_off(m, 3)
     if m.group(5):
         src, _ = line.reg(m, 5)
-        return _make(line, Class.STX | Mode.MEM | width.size, base, src, off)
+        return _make(line, CLASS.STX | MODE.MEM | width.size, base, src, off)
     imm = _wrap32(line.num(m, 7, IMM32, "immediate"))
-    return _make(line, Class.ST | Mode.MEM | width.size, base, off=off, imm=imm)
+    return _make(line, CLASS.ST | MODE.MEM | width.size, base, off=off, imm=imm)
 
 
 def _parse_store_release(line: _Line, m: re.Match) -> Instruction:
     width = _TYPES[m.group(1)]
     src, _ = line.reg(m, 5)
-    return _make(line, Class.STX | Mode.ATOMIC | width.size, int(m.group(2)), src, line.mem_off(m, 3),
-                 AtomicOp.STORE_REL)
+    return _make(line, CLASS.STX | MODE.ATOMIC | width.size, int(m.group(2)), src, line.mem_off(m, 3),
+                 ATOMIC_OP.STORE_REL)
 
 
 def _parse_ld_pseudo(line: _Line, m: re.Match) -> Instruction:
@@ -259,7 +261,7 @@ def _atomic_size(line: _Line, type_name: str | None, is32: bool, pos: int, ops=(
 def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction | _Deferred:
     dst, d32 = line.reg(m, 1)
     op_text, rhs, base = m.group(3), m.group(4).strip(), m.start(4)
-    alu = Class.ALU if d32 else Class.ALU64
+    alu = CLASS.ALU if d32 else CLASS.ALU64
     if op_text != "=":
         op = _ALU_OPS[op_text]
         off = 1 if op_text in ("s/=", "s%=") else 0
@@ -267,43 +269,43 @@ def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction 
         if r:
             src, s32 = line.reg(r, 1)
             _same_width(line, d32, s32, base)
-            return _make(line, alu | op | Source.X, dst, src, off)
+            return _make(line, alu | op | SOURCE.X, dst, src, off)
         n = _R_NUM.fullmatch(rhs)
         if n:
-            return _make(line, alu | op | Source.K, dst, off=off, imm=_wrap32(line.num(n, 0, IMM32, "immediate", base)))
+            return _make(line, alu | op | SOURCE.K, dst, off=off, imm=_wrap32(line.num(n, 0, IMM32, "immediate", base)))
         raise line.error(f"cannot read operand {rhs!r}: expected a register or an immediate", base)
 
     if (r := _R_REG.fullmatch(rhs)):
         src, s32 = line.reg(r, 1)
         _same_width(line, d32, s32, base)
-        return _make(line, alu | AluOp.MOV | Source.X, dst, src)
+        return _make(line, alu | ALU_OP.MOV | SOURCE.X, dst, src)
     if (n := _R_NUM.fullmatch(rhs)):
         if ld_imm64_hint:
             return _make(line, LD_IMM64, dst, imm=line.num(n, 0, IMM64, "immediate", base))
-        return _make(line, alu | AluOp.MOV | Source.K, dst, imm=_wrap32(line.num(n, 0, IMM32, "immediate", base)))
+        return _make(line, alu | ALU_OP.MOV | SOURCE.K, dst, imm=_wrap32(line.num(n, 0, IMM32, "immediate", base)))
     if (r := _R_LOAD.fullmatch(rhs)):
         width = _TYPES[r.group(1)]
-        mode = Mode.MEMSX if width.signed else Mode.MEM
-        return _make(line, Class.LDX | mode | width.size, dst, int(r.group(2)), line.mem_off(r, 3, base))
+        mode = MODE.MEMSX if width.signed else MODE.MEM
+        return _make(line, CLASS.LDX | mode | width.size, dst, int(r.group(2)), line.mem_off(r, 3, base))
     if (r := _R_IMM64.fullmatch(rhs)) or (ld_imm64_hint and _IDENT.fullmatch(rhs)):
         return _parse_imm64(line, dst, r.group(1) if r else rhs, base)
     if (r := _R_MOVSX.fullmatch(rhs)):
         src, s32 = line.reg(r, 2)
         _same_width(line, d32, s32, base + r.start(2))
-        return _make(line, alu | AluOp.MOV | Source.X, dst, src, int(r.group(1)))
+        return _make(line, alu | ALU_OP.MOV | SOURCE.X, dst, src, int(r.group(1)))
     if (r := _R_END.fullmatch(rhs)):
         src, _ = line.reg(r, 3)
         if src != dst:
             raise line.error(f"byte swap works in place: write r{dst} = {r.group(1)}{r.group(2)} r{dst}", base)
         kind = r.group(1)
-        opcode = Class.ALU64 | AluOp.END if kind == "bswap" else Class.ALU | AluOp.END | (
-            Source.TO_BE if kind == "be" else Source.TO_LE)
+        opcode = CLASS.ALU64 | ALU_OP.END if kind == "bswap" else CLASS.ALU | ALU_OP.END | (
+            SOURCE.TO_BE if kind == "be" else SOURCE.TO_LE)
         return _make(line, opcode, dst, imm=int(r.group(2)))
     if (r := _R_NEG.fullmatch(rhs)):
         src, s32 = line.reg(r, 1)
         if src != dst or s32 != d32:
             raise line.error(f"negation works in place: write {m.group(1)}{dst} = -{m.group(1)}{dst}", base)
-        return _make(line, alu | AluOp.NEG, dst)
+        return _make(line, alu | ALU_OP.NEG, dst)
     if (r := _R_SKB.fullmatch(rhs)):
         width = _TYPES[r.group(1)]
         if dst != 0 or width.signed or width == MemType.U64:
@@ -312,15 +314,15 @@ def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction 
             imm = int(r.group(4), 0) * (-1 if r.group(3) == "-" else 1) if r.group(3) else 0
             if not IMM32[0] <= imm < (1 << 31):
                 raise line.error(f"offset {imm} is out of range [-2147483648, 2147483647]", base + r.start(3))
-            return _make(line, Class.LD | Mode.IND | width.size, src=int(r.group(2)), imm=imm)
-        return _make(line, Class.LD | Mode.ABS | width.size, imm=_wrap32(line.num(r, 5, IMM32, "offset", base)))
+            return _make(line, CLASS.LD | MODE.IND | width.size, src=int(r.group(2)), imm=imm)
+        return _make(line, CLASS.LD | MODE.ABS | width.size, imm=_wrap32(line.num(r, 5, IMM32, "offset", base)))
     if (r := _R_FETCH.fullmatch(rhs)):
         src, s32 = line.reg(r, 6)
         if src != dst:
             raise line.error("atomic fetch returns the old value in its source register: "
                              f"write {m.group(1)}{src} = atomic_fetch_...(..., {m.group(1)}{src})", base)
         size = _atomic_size(line, r.group(2), s32, base + r.start(2))
-        return _make(line, Class.STX | Mode.ATOMIC | size, int(r.group(3)), src,
+        return _make(line, CLASS.STX | MODE.ATOMIC | size, int(r.group(3)), src,
                      line.mem_off(r, 4, base), _FETCH_OPS[r.group(1)])
     if (r := _R_XCHG.fullmatch(rhs)):
         src, s32 = line.reg(r, 8)
@@ -328,8 +330,8 @@ def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction 
             raise line.error("xchg returns the old value in its source register", base)
         size = _atomic_size(line, r.group(1), s32 or "32_32" in rhs, base)
         ptr, sign = (2, 3) if r.group(2) else (5, 6)
-        return _make(line, Class.STX | Mode.ATOMIC | size, int(r.group(ptr)), src,
-                     line.mem_off(r, sign, base), AtomicOp.XCHG)
+        return _make(line, CLASS.STX | MODE.ATOMIC | size, int(r.group(ptr)), src,
+                     line.mem_off(r, sign, base), ATOMIC_OP.XCHG)
     if (r := _R_CMPXCHG.fullmatch(rhs)):
         old, _ = line.reg(r, 8)
         src, s32 = line.reg(r, 10)
@@ -337,18 +339,18 @@ def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction 
             raise line.error("cmpxchg compares with and returns into r0: r0 = cmpxchg_64(rX + off, r0, rY)", base)
         size = _atomic_size(line, r.group(1), s32 or "32_32" in rhs, base)
         ptr, sign = (2, 3) if r.group(2) else (5, 6)
-        return _make(line, Class.STX | Mode.ATOMIC | size, int(r.group(ptr)), src,
-                     line.mem_off(r, sign, base), AtomicOp.CMPXCHG)
+        return _make(line, CLASS.STX | MODE.ATOMIC | size, int(r.group(ptr)), src,
+                     line.mem_off(r, sign, base), ATOMIC_OP.CMPXCHG)
     if (r := _R_LOAD_ACQ.fullmatch(rhs)):
         width = _TYPES[r.group(1)]
         if width.signed:
             raise line.error(f"load_acquire takes an unsigned type, not {width}", base + r.start(1))
-        return _make(line, Class.STX | Mode.ATOMIC | width.size, dst, int(r.group(2)), line.mem_off(r, 3, base),
-                     AtomicOp.LOAD_ACQ)
+        return _make(line, CLASS.STX | MODE.ATOMIC | width.size, dst, int(r.group(2)), line.mem_off(r, 3, base),
+                     ATOMIC_OP.LOAD_ACQ)
     if (r := _R_ASCAST.fullmatch(rhs)):
         dst_as = line.num(r, 2, (0, 0xFFFF), "address space", base)
         src_as = line.num(r, 3, (0, 0xFFFF), "address space", base)
-        return _make(line, Class.ALU64 | AluOp.MOV | Source.X, dst, int(r.group(1)), 1,
+        return _make(line, CLASS.ALU64 | ALU_OP.MOV | SOURCE.X, dst, int(r.group(1)), 1,
                      _wrap32((dst_as << 16) | src_as))
     if _R_MAP_ID.fullmatch(rhs):
         raise line.error("a map id from a verifier log cannot be assembled: name the map (r1 = my_map ll)", base)
@@ -362,15 +364,15 @@ def _parse_imm64(line: _Line, dst: int, operand: str, base: int) -> Instruction 
         src = _PSEUDO[p.group(1)]
         first, second = p.group(2), p.group(3)
         hi = line.num(p, 3, IMM32, "second immediate", base) & 0xFFFF_FFFF
-        if src == PseudoSrc.FUNC:
+        if src == PSEUDO_SRC.FUNC:
             if second is not None:
                 raise line.error("func() takes one label or offset", base)
             if _IDENT.fullmatch(first):
                 return _make(line, LD_IMM64, dst, src, target=first)
             return _make(line, LD_IMM64, dst, src, imm=_wrap32(_plain(line, first, IMM32, base)) & 0xFFFF_FFFF)
-        if src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE) and _IDENT.fullmatch(first):
+        if src in (PSEUDO_SRC.MAP_FD, PSEUDO_SRC.MAP_VALUE) and _IDENT.fullmatch(first):
             return _make(line, LD_IMM64, dst, src, imm=hi << 32, map=first)
-        if src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX) and second is not None:
+        if src in (PSEUDO_SRC.MAP_FD, PSEUDO_SRC.MAP_IDX) and second is not None:
             raise line.error(f"{p.group(1)}() takes one argument", base)
         lo = _plain(line, first, IMM32, base) & 0xFFFF_FFFF
         return _make(line, LD_IMM64, dst, src, imm=(hi << 32) | lo)
@@ -395,6 +397,8 @@ def _parse_statement(line: _Line, hint: str | None) -> Instruction | _Deferred:
         if text != "exit":
             raise line.error("exit takes no operand", 4)
         return _make(line, EXIT)
+    if word == "callx":
+        raise line.error(CALLX_REFUSED, 0)
     if word in ("if", "goto", "gotol", "may_goto", "ja", "call", "lock", "store_release", "ld_pseudo"):
         regex, handler = _KEYWORD_FORMS[word]
         m = regex.fullmatch(text)
@@ -488,16 +492,16 @@ def _resolve_names(items: list, labels: set[str]) -> list[Instruction | Label]:
         name, loc = item.name, item.location
         if item.kind == "call":
             if name in labels:
-                out.append(Instruction(CALL, src=PseudoCall.CALL, target=name, location=loc))
+                out.append(Instruction(CALL, src=PSEUDO_CALL.CALL, target=name, location=loc))
                 continue
             helper = Helper.__members__.get(name.removeprefix("bpf_"))
             if helper is None or helper == Helper.unspec:
                 raise AsmError(f"undefined label or unknown helper {name!r}", loc)
             out.append(Instruction(CALL, imm=helper.value, location=loc))
         elif name in labels:
-            out.append(Instruction(LD_IMM64, item.dst, PseudoSrc.FUNC, target=name, location=loc))
+            out.append(Instruction(LD_IMM64, item.dst, PSEUDO_SRC.FUNC, target=name, location=loc))
         else:
-            out.append(Instruction(LD_IMM64, item.dst, PseudoSrc.MAP_FD, map=name, location=loc))
+            out.append(Instruction(LD_IMM64, item.dst, PSEUDO_SRC.MAP_FD, map=name, location=loc))
     return out
 
 

@@ -29,6 +29,7 @@ from ..asm import (
     AtomicAdd,
     Call,
     Div,
+    Frame,
     Helper,
     Ja,
     JEq,
@@ -61,6 +62,7 @@ def xdp_program(probe: int, snaplen: int) -> Program:
     bpf_xdp_load_bytes, submit without waking the reader; count what did not fit in "lost"."""
     size, fields = xdp_packet(snaplen)
     at = {name: offset for name, (offset, _) in fields.items()}
+    frame = Frame()
     return Program(
         Mov(R6, R1),
         Call(Helper.ktime_get_ns), Mov(R7, R0),
@@ -84,7 +86,7 @@ def xdp_program(probe: int, snaplen: int) -> Program:
         Mov(R1, R8), Mov(R2, BPF_RB_NO_WAKEUP), Call(Helper.ringbuf_submit),
         Ja("pass"),
         Label("full"),
-        count_lost(probe),
+        count_lost(probe, frame),
         Label("pass"),
         Return(XDP_PASS),
     )
@@ -132,13 +134,6 @@ class Offsets:
                    btf.member_offset("struct net", "ns.inum"))
 
 
-# Stack slots below the frame pointer.
-_KEY = -THROUGHPUT_KEY
-_PTR = _KEY - 8          # a pointer read from the kernel
-_U64 = _PTR - 8          # a scalar read from the kernel
-_ZERO = _U64 - THROUGHPUT_VALUE
-
-
 def _read(size: int, slot: int, base, offset: int) -> list:
     """*(fp + slot) = the ``size`` bytes at ``base`` + ``offset`` in kernel memory (zero if unreadable)."""
     return [Store(FP, slot, 0, U64), Mov(R1, FP), Add(R1, slot), Mov(R2, size), Mov(R3, base), Add(R3, offset),
@@ -154,17 +149,22 @@ def throughput_program(direction: int, o: Offsets, netns: int, bin_ns: int) -> P
     pulled the Ethernet header (drivers/net/loopback.c), so its bytes lack the header both ways.
     ``netns``: only devices in that namespace (0: every namespace). When "counts" is full, the
     one-entry array "overflow" counts the packets that found no room."""
+    frame = Frame()
+    key = frame.slot(THROUGHPUT_KEY)
+    pointer = frame.slot(8)              # a pointer read from the kernel
+    scalar = frame.slot(8)               # a scalar read from the kernel
+    zero = frame.slot(THROUGHPUT_VALUE)  # the value of a new entry
     if direction == RX:
         device_and_length = [
             Load(R6, R1, 0, U64),                                              # skb
-            *_read(8, _PTR, R6, o.skb_dev), Load(R7, FP, _PTR, U64), JEq(R7, 0, "out"),   # dev
-            *_read(4, _U64, R6, o.skb_len), Load(R8, FP, _U64, U32),           # len, without the MAC header
-            *_read(4, _U64, R7, o.dev_flags), Load(R1, FP, _U64, U32), And(R1, IFF_LOOPBACK),
+            *_read(8, pointer, R6, o.skb_dev), Load(R7, FP, pointer, U64), JEq(R7, 0, "out"),  # dev
+            *_read(4, scalar, R6, o.skb_len), Load(R8, FP, scalar, U32),         # len, without the MAC header
+            *_read(4, scalar, R7, o.dev_flags), Load(R1, FP, scalar, U32), And(R1, IFF_LOOPBACK),
             JNe(R1, 0, "counted"),                                             # loopback: without it
-            *_read(2, _U64, R6, o.skb_mac_header), Load(R9, FP, _U64, U16),
+            *_read(2, scalar, R6, o.skb_mac_header), Load(R9, FP, scalar, U16),
             JEq(R9, MAC_HEADER_UNSET, "counted"),
-            *_read(8, _U64, R6, o.skb_head), Load(R1, FP, _U64, U64), Add(R9, R1),  # head + mac_header
-            *_read(8, _U64, R6, o.skb_data), Load(R1, FP, _U64, U64),
+            *_read(8, scalar, R6, o.skb_head), Load(R1, FP, scalar, U64), Add(R9, R1),  # head + mac_header
+            *_read(8, scalar, R6, o.skb_data), Load(R1, FP, scalar, U64),
             JLe(R1, R9, "counted"), Sub(R1, R9), JGt(R1, 256, "counted"),     # data - (head + mac_header)
             Add(R8, R1),
             Label("counted"),
@@ -174,32 +174,32 @@ def throughput_program(direction: int, o: Offsets, netns: int, bin_ns: int) -> P
             Load(R2, R1, 8, U64), JNe(W2, NETDEV_TX_OK, "out"),               # rc
             Load(R7, R1, 16, U64), JEq(R7, 0, "out"),                          # dev
             Load(R8, R1, 24, U32),                                             # skb_len, with the MAC header
-            *_read(4, _U64, R7, o.dev_flags), Load(R1, FP, _U64, U32), And(R1, IFF_LOOPBACK),
+            *_read(4, scalar, R7, o.dev_flags), Load(R1, FP, scalar, U32), And(R1, IFF_LOOPBACK),
             JEq(R1, 0, "counted"),
-            *_read(2, _U64, R7, o.dev_hard_header_len), Load(R1, FP, _U64, U16),  # loopback: without it
+            *_read(2, scalar, R7, o.dev_hard_header_len), Load(R1, FP, scalar, U16),  # loopback: without it
             JGt(R1, R8, "counted"), Sub(R8, R1),
             Label("counted"),
         ]
     return Program(
         *device_and_length,
-        *_read(8, _PTR, R7, o.dev_net), Load(R6, FP, _PTR, U64),
-        *_read(4, _U64, R6, o.net_inum), Load(R6, FP, _U64, U32),             # the device's netns inode
+        *_read(8, pointer, R7, o.dev_net), Load(R6, FP, pointer, U64),
+        *_read(4, scalar, R6, o.net_inum), Load(R6, FP, scalar, U32),           # the device's netns inode
         [LoadImm64(R1, netns), JNe(R6, R1, "out")] if netns else [],   # inodes pass 2**31: not an imm32
-        *_read(4, _U64, R7, o.dev_ifindex), Load(R7, FP, _U64, U32),
-        Call(Helper.ktime_get_ns), Div(R0, bin_ns), Store(FP, _KEY, R0, U64),
-        Store(FP, _KEY + 8, R7, U32), Store(FP, _KEY + 12, R6, U32),
-        Store(FP, _KEY + 16, direction, U32), Store(FP, _KEY + 20, 0, U32),
-        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, _KEY), Call(Helper.map_lookup_elem),
+        *_read(4, scalar, R7, o.dev_ifindex), Load(R7, FP, scalar, U32),
+        Call(Helper.ktime_get_ns), Div(R0, bin_ns), Store(FP, key, R0, U64),
+        Store(FP, key + 8, R7, U32), Store(FP, key + 12, R6, U32),
+        Store(FP, key + 16, direction, U32), Store(FP, key + 20, 0, U32),
+        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, key), Call(Helper.map_lookup_elem),
         JEq(R0, 0, "create"),
         Label("count"),
         Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
         Load(R2, R0, 8, U64), Add(R2, R8), Store(R0, 8, R2, U64),
         Ja("out"),
         Label("create"),                                                      # first packet of this bin here
-        Store(FP, _ZERO, 0, U64), Store(FP, _ZERO + 8, 0, U64),
-        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, _KEY), Mov(R3, FP), Add(R3, _ZERO), Mov(R4, BPF_NOEXIST),
+        Store(FP, zero, 0, U64), Store(FP, zero + 8, 0, U64),
+        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, key), Mov(R3, FP), Add(R3, zero), Mov(R4, BPF_NOEXIST),
         Call(Helper.map_update_elem),
-        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, _KEY), Call(Helper.map_lookup_elem),
+        LoadMapPtr(R1, "counts"), Mov(R2, FP), Add(R2, key), Call(Helper.map_lookup_elem),
         JNe(R0, 0, "count"),
         LoadMapValue(R1, "overflow"), Mov(R2, 1), AtomicAdd(R1, 0, R2),        # no room: counted as lost
         Label("out"),

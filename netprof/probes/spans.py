@@ -27,8 +27,11 @@ from ..asm import (
     U64,
     Add,
     Call,
+    Frame,
     Helper,
+    If,
     JEq,
+    JNe,
     Label,
     Load,
     LoadMapPtr,
@@ -95,7 +98,8 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, follow: bool = F
     """
     if not 0 <= probe < MAX_PROBES:
         raise ValueError(f"probe id {probe} is out of range (at most {MAX_PROBES} probes)")
-    rec = -_RECORD  # the record is built on the stack, just below the frame pointer
+    frame = Frame()
+    rec = frame.slot(_RECORD)  # the record is built on the stack
     at = {name: rec + offset for name, (offset, _) in SPAN.fields.items()}
     return Program(
         Mov(R6, R1),
@@ -117,7 +121,7 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, follow: bool = F
         LoadMapPtr(R1, "events"), Mov(R2, FP), Add(R2, rec), Mov(R3, _RECORD), Mov(R4, BPF_RB_NO_WAKEUP),
         Call(Helper.ringbuf_output),
         JEq(R0, 0, "out"),
-        count_lost(probe),
+        count_lost(probe, frame),
         Label("out"),
         Return(0),
     )
@@ -127,7 +131,8 @@ def fork_program(task_tgid: int) -> Program:
     """On the raw tracepoint sched_process_fork (parent, child task_struct): when the parent's
     process is in the hash map "follow", add the child's (a thread's is its parent's already).
     ``task_tgid``: offset of task_struct.tgid, from BTF."""
-    key, value = -8, -16
+    frame = Frame()
+    key, value = frame.slot(8), frame.slot(8)
     return Program(
         Load(R6, R1, 0, U64), Load(R7, R1, 8, U64),                          # parent, child
         Store(FP, key, 0, U64), Mov(R1, FP), Add(R1, key), Mov(R2, 4), Mov(R3, R6), Add(R3, task_tgid),
@@ -144,11 +149,12 @@ def fork_program(task_tgid: int) -> Program:
     )
 
 
-def count_lost(probe: int) -> list:
-    """lost[probe] += 1 in the per-CPU "lost" array (no atomic needed: this CPU's slot)."""
+def count_lost(probe: int, frame: Frame) -> list:
+    """lost[probe] += 1 in the per-CPU "lost" array (no atomic needed: this CPU's slot); the key
+    goes in a slot of ``frame``, the stack of the program it is part of."""
+    key = frame.slot(4)
     return [
-        Store(FP, -4 - _RECORD, probe, U32), LoadMapPtr(R1, "lost"), Mov(R2, FP), Add(R2, -4 - _RECORD),
-        Call(Helper.map_lookup_elem), JEq(R0, 0, "lost_done"),
-        Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64),
-        Label("lost_done"),
+        Store(FP, key, probe, U32), LoadMapPtr(R1, "lost"), Mov(R2, FP), Add(R2, key),
+        Call(Helper.map_lookup_elem),
+        If(JNe(R0, 0, 0), [Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64)]),
     ]

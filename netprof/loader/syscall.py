@@ -12,9 +12,7 @@ import errno
 import os
 from enum import IntEnum
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+from . import sys
 
 
 class Cmd(IntEnum):
@@ -397,16 +395,12 @@ def _addr(buffer: object) -> int:
 
 def bpf(cmd: Cmd, attr: ctypes.Structure, what: str) -> int:
     """bpf(cmd, &attr, sizeof(attr)); returns the result, raises BpfError saying ``what`` failed."""
-    number = _SYS_BPF.get(os.uname().machine)
-    if number is None:
-        raise BpfError(errno.ENOSYS, f"{what}: bpf(2) syscall number unknown on {os.uname().machine}")
-    while True:
-        result = _libc.syscall(number, int(cmd), ctypes.byref(attr), ctypes.sizeof(attr))
-        if result >= 0:
-            return result
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            break
+    try:
+        return sys.syscall("bpf", int(cmd), ctypes.byref(attr), ctypes.sizeof(attr))
+    except OSError as failed:
+        if sys.NR is None:  # an architecture without a known number: the reason says so
+            raise BpfError(failed.errno, f"{what}: {failed.strerror}") from None
+        err = failed.errno
     advice = _ADVICE.get(err)
     reason = "operation not supported" if err == ENOTSUPP else os.strerror(err)
     message = f"{what}: {reason}" + (f" ({advice})" if advice else "")

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from netprof.asm import (
-    FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, U8, U16, U32, U64, Add, And, AtomicAdd, Call, Exit, Helper, If,
-    JEq, JGt, JNe, Label, Load, LoadImm64, LoadMapPtr, Mov, Program, Return, Rsh, Store, parse,
+    FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, U8, U16, U32, U64, Add, And, AtomicAdd, Call, CallKfunc, Exit, Helper,
+    If, JEq, JGt, JNe, Label, Load, LoadBtfId, LoadImm64, LoadMapPtr, Mov, Program, Return, Rsh, Store, parse,
 )
-from netprof.loader import attach, elf, xdp
-from netprof.loader.btf import vmlinux
+from netprof.loader import attach, elf, kernel_btf, xdp
+from netprof.loader.btf import Kind, vmlinux
 from netprof.loader.features import features
 from netprof.loader.maps import Map, possible_cpus
 from netprof.loader.program import VerifierError, load
@@ -158,6 +158,35 @@ def test_program_info_and_maps_resolved_by_object(counts):
         assert prog.id > 0 and len(prog.tag) == 16
         prog_test_run(prog.fd, bytes(64), repeat=10)
     assert counts[0] == 10
+
+
+def test_a_kfunc_call_module_index_reads_the_fd_array():
+    # No module with BTF here to call into: vmlinux's BTF at fd_array[1] shows the kernel read the
+    # array (it refuses it for not being a module's), where without the array it says there is none.
+    kfunc = vmlinux().find("bpf_rcu_read_lock", Kind.FUNC)
+    program = Program(CallKfunc(kfunc, module=1), Return(0))
+    with kernel_btf.open_kernel("vmlinux") as btf:
+        with pytest.raises(VerifierError) as info:
+            load(program, ProgType.SOCKET_FILTER, name="nptest_kfunc", fd_array=[0, btf])
+    assert "BTF fd for kfunc is not a module BTF" in info.value.log
+    with pytest.raises(VerifierError) as info:
+        load(program.encode(), ProgType.SOCKET_FILTER, name="nptest_kfunc")  # bytes: the kernel's check
+    assert "kfunc offset > 0 without fd_array is invalid" in info.value.log
+    assert info.value.errno == errno.EPROTO
+    with pytest.raises(ValueError, match=r"module 1 needs fd_array\[1\].*fd_array has 0 entries"):
+        load(program, ProgType.SOCKET_FILTER, name="nptest_kfunc")
+
+
+def test_program_loads_a_kernel_symbol_by_btf_id_and_btf_fd():
+    # The kernel's address of a function, found through the BTF the fd names (this kernel's
+    # kallsyms has no variables, which is what ksyms are usually for).
+    function = vmlinux().find("bpf_rcu_read_lock", Kind.FUNC)
+    with kernel_btf.open_kernel("vmlinux") as btf:
+        program = Program(LoadBtfId(R1, function, btf_fd=btf.fd), Return(7))
+        with load(program, ProgType.SOCKET_FILTER, name="nptest_ksym") as prog:
+            assert prog_test_run(prog.fd, bytes(64))[0] == 7
+    with pytest.raises(VerifierError, match="invalid module BTF object FD"):
+        load(Program(LoadBtfId(R1, function, btf_fd=999_999), Return(0)), ProgType.SOCKET_FILTER, name="nptest_ksym")
 
 
 def test_missing_map_is_an_asm_error():

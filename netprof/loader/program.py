@@ -7,10 +7,11 @@ import ctypes
 import errno
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..asm import LinkedProgram, Program
+from ..asm.isa import CALL, PseudoCall
 from . import privileges
 from .privileges import Cap, Need
 from .resource import FdOwner
@@ -95,8 +96,14 @@ class BpfProgram(FdOwner):
 def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name: str = "",
          maps: Mapping[str, object] | None = None, license: str = "GPL",
          expected_attach_type: AttachType = AttachType.NONE, attach_btf_id: int = 0,
-         attach_btf_obj_fd: int = 0, flags: int = 0) -> BpfProgram:
+         attach_btf_obj_fd: int = 0, flags: int = 0, fd_array: Sequence[object] = ()) -> BpfProgram:
     """Load ``program`` into the kernel. Map symbols are resolved from ``maps`` (name -> Map or fd).
+
+    ``fd_array`` (fds, or objects with an ``fd``: a kernel_btf.BtfHandle, a Map) is the array the
+    instructions index: ``CallKfunc(id, module=i)`` calls a kfunc of the module whose BTF is
+    ``fd_array[i]`` (kernel_btf.open_kernel("<module>")); module 0 is vmlinux, so module BTFs
+    start at index 1 and entry 0 may be anything, 0 say. (``LoadBtfId(btf_fd=...)`` names its BTF
+    by fd directly: keep that handle open until the load returns.)
 
     The verifier log is only requested when the load fails (loading twice is cheaper than always
     logging), and grown until the kernel's whole explanation fits.
@@ -112,11 +119,16 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
         code = bytes(program)
     if not code or len(code) % 8:
         raise ValueError(f"program {name!r} is {len(code)} bytes: not a whole number of instructions")
+    fds = _fd_array(fd_array, name)
+    if linked is not None:
+        _check_kfunc_modules(linked, len(fds), name)
     insns = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(license.encode())
+    fd_buffer = (ctypes.c_int32 * len(fds))(*fds) if fds else None
     attr = ProgLoadAttr(prog_type=prog_type, insn_cnt=len(code) // 8, insns=_addr(insns), license=_addr(lic),
                         prog_name=_kernel_name(name), expected_attach_type=expected_attach_type,
-                        attach_btf_id=attach_btf_id, attach_prog_fd=attach_btf_obj_fd, prog_flags=flags)
+                        attach_btf_id=attach_btf_id, attach_prog_fd=attach_btf_obj_fd, prog_flags=flags,
+                        fd_array=_addr(fd_buffer))
     what = f"load {prog_type.name.lower()} program {name!r}"
     try:
         fd = bpf(Cmd.PROG_LOAD, attr, what)
@@ -124,10 +136,46 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
         if err.errno == errno.EPERM and prog_type == ProgType.TRACING and not _lacks_tracing_privileges():
             raise BpfError(err.errno, f"{what}: this kernel refuses fentry/fexit programs even to root "
                                       "(no BPF trampoline, or lockdown); use kprobes, or the vm/ guest") from None
-        if err.errno not in (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC):
+        if err.errno not in _VERIFIER_ERRNOS:
             raise
         raise _explain(attr, err, name, linked) from None
     return BpfProgram(fd, name, prog_type, linked)
+
+
+# What a verifier refusal returns: EPROTO for an fd_array the program needs and lacks, ENOENT
+# for a BTF id or kernel symbol that is not there.
+_VERIFIER_ERRNOS = (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC, errno.EPROTO, errno.ENOENT)
+
+
+def _fd_array(entries: Sequence[object], name: str) -> list[int]:
+    """The fds of ``fd_array``: ints, or objects with an int ``fd`` that is still open."""
+    if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+        raise TypeError(f"program {name!r}: fd_array is a sequence of file descriptors, not {entries!r}")
+    fds = []
+    for i, entry in enumerate(entries):
+        fd = getattr(entry, "fd", entry)
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"program {name!r}: fd_array[{i}] is {entry!r}, not a file descriptor "
+                            "or an object with one")
+        if not 0 <= fd < 1 << 31:
+            closed = " (closed)" if fd == -1 and entry is not fd else ""
+            raise ValueError(f"program {name!r}: fd_array[{i}] is {fd}{closed}, not an open file descriptor")
+        fds.append(fd)
+    return fds
+
+
+def _check_kfunc_modules(linked: LinkedProgram, count: int, name: str) -> None:
+    """Every kfunc call's module index names an entry of fd_array (the kernel would read past it)."""
+    for insn in linked.instructions:
+        if insn.opcode != CALL or insn.src != PseudoCall.KFUNC_CALL or insn.off == 0:
+            continue
+        where = f"{insn.location}: " if insn.location is not None else ""
+        if insn.off < 0:
+            raise ValueError(f"program {name!r}: {where}kfunc call with module {insn.off}: "
+                             "a module index is positive (0 is vmlinux)")
+        if insn.off >= count:
+            raise ValueError(f"program {name!r}: {where}kfunc call with module {insn.off} needs fd_array[{insn.off}], "
+                             f"the module's BTF (kernel_btf.open_kernel), but fd_array has {count} entries")
 
 
 def _lacks_tracing_privileges() -> bool:

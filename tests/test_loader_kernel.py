@@ -17,12 +17,14 @@ import construct
 import numpy as np
 import pytest
 
+import needs
+
 from netprof.asm import (
-    FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, U8, U16, U32, U64, Add, And, AtomicAdd, Call, Exit, Helper, If,
-    JEq, JGt, JNe, Label, Load, LoadImm64, LoadMapPtr, Mov, Program, Return, Rsh, Store, parse,
+    FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, U8, U16, U32, U64, Add, And, AtomicAdd, Call, CallFunc, CallKfunc, Exit,
+    Helper, If, JEq, JGt, JNe, Label, Load, LoadBtfId, LoadImm64, LoadMapPtr, Mov, Program, Return, Rsh, Store, parse,
 )
-from netprof.loader import attach, elf, xdp
-from netprof.loader.btf import vmlinux
+from netprof.loader import attach, debug_info, elf, kernel_btf, xdp
+from netprof.loader.btf import Kind, vmlinux
 from netprof.loader.features import features
 from netprof.loader.maps import Map, possible_cpus
 from netprof.loader.program import VerifierError, load
@@ -158,6 +160,94 @@ def test_program_info_and_maps_resolved_by_object(counts):
         assert prog.id > 0 and len(prog.tag) == 16
         prog_test_run(prog.fd, bytes(64), repeat=10)
     assert counts[0] == 10
+
+
+def test_bpftool_shows_the_source_lines_of_a_loaded_program():
+    program = Program(
+        Mov(R0, 0),
+        LoadImm64(R2, 1 << 40),
+        CallFunc("double_it"),
+        Exit(),
+        Label("double_it"),
+        Mov(R0, 21),
+        Add(R0, R0),
+        Exit(),
+    )
+    first = program.instructions[0].location.line
+    with load(program, ProgType.SOCKET_FILTER, name="nptest_linum") as prog:
+        info = prog.info()
+        assert (info.nr_func_info, info.nr_line_info) == (2, 7)
+        assert prog_test_run(prog.fd, bytes(64))[0] == 42
+        out = subprocess.run([needs.tool("bpftool"), "prog", "dump", "xlated", "id", str(prog.id), "linum"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "int nptest_linum(void * ctx):" in out and "int double_it(void * ctx):" in out
+    for offset, text in enumerate(["Mov(R0, 0),", "LoadImm64(R2, 1 << 40),", 'CallFunc("double_it"),', "Exit(),",
+                                   None, "Mov(R0, 21),", "Add(R0, R0),", "Exit(),"]):
+        if text is not None:
+            assert f"; {text} [file:{__file__} line_num:{first + offset} line_col:1]" in out
+
+
+def test_the_verifier_log_shows_the_source_lines():
+    program = Program(Mov(R0, 0),
+                      Load(R1, R3, 0, U64),
+                      Exit())
+    with pytest.raises(VerifierError) as info:
+        load(program, ProgType.SOCKET_FILTER, name="nptest_bad")
+    line = program.instructions[1].location.line
+    assert f"; Load(R1, R3, 0, U64), @ {os.path.basename(__file__)}:{line}" in info.value.log
+    assert "R3 !read_ok" in str(info.value)
+
+
+def refused_debug_info(linked, name, build=debug_info.build):
+    """Debug info the kernel refuses: a line record past the end of the program."""
+    info = build(linked, name)
+    past_the_end = debug_info.LINE_INFO.pack(linked.slot_count + 5, 0, 0, 0)
+    return debug_info.DebugInfo(info.btf, info.func_info, info.line_info + past_the_end)
+
+
+def test_a_kernel_refusing_the_debug_info_still_loads_the_program(monkeypatch, caplog):
+    monkeypatch.setattr(debug_info, "build", refused_debug_info)
+    with caplog.at_level("DEBUG", logger="netprof.loader.program"):
+        with load(Program(Mov(R0, 3), Exit()), ProgType.SOCKET_FILTER, name="nptest_nodebug") as prog:
+            assert prog.info().nr_line_info == 0
+            assert prog_test_run(prog.fd, bytes(64))[0] == 3
+    assert "loaded without its debug info (func_info, line_info): the kernel refused it" in caplog.text
+
+
+def test_a_bad_program_with_refused_debug_info_is_explained_by_its_own_fault(monkeypatch):
+    monkeypatch.setattr(debug_info, "build", refused_debug_info)
+    with pytest.raises(VerifierError) as info:
+        load(Program(Mov(R0, 0), Load(R1, R3, 0, U64), Exit()), ProgType.SOCKET_FILTER, name="nptest_bad")
+    assert "R3 !read_ok" in str(info.value) and info.value.slot == 1
+
+
+def test_a_kfunc_call_module_index_reads_the_fd_array():
+    # No module with BTF here to call into: vmlinux's BTF at fd_array[1] shows the kernel read the
+    # array (it refuses it for not being a module's), where without the array it says there is none.
+    kfunc = vmlinux().find("bpf_rcu_read_lock", Kind.FUNC)
+    program = Program(CallKfunc(kfunc, module=1), Return(0))
+    with kernel_btf.open_kernel("vmlinux") as btf:
+        with pytest.raises(VerifierError) as info:
+            load(program, ProgType.SOCKET_FILTER, name="nptest_kfunc", fd_array=[0, btf])
+    assert "BTF fd for kfunc is not a module BTF" in info.value.log
+    with pytest.raises(VerifierError) as info:
+        load(program.encode(), ProgType.SOCKET_FILTER, name="nptest_kfunc")  # bytes: the kernel's check
+    assert "kfunc offset > 0 without fd_array is invalid" in info.value.log
+    assert info.value.errno == errno.EPROTO
+    with pytest.raises(ValueError, match=r"module 1 needs fd_array\[1\].*fd_array has 0 entries"):
+        load(program, ProgType.SOCKET_FILTER, name="nptest_kfunc")
+
+
+def test_program_loads_a_kernel_symbol_by_btf_id_and_btf_fd():
+    # The kernel's address of a function, found through the BTF the fd names (this kernel's
+    # kallsyms has no variables, which is what ksyms are usually for).
+    function = vmlinux().find("bpf_rcu_read_lock", Kind.FUNC)
+    with kernel_btf.open_kernel("vmlinux") as btf:
+        program = Program(LoadBtfId(R1, function, btf_fd=btf.fd), Return(7))
+        with load(program, ProgType.SOCKET_FILTER, name="nptest_ksym") as prog:
+            assert prog_test_run(prog.fd, bytes(64))[0] == 7
+    with pytest.raises(VerifierError, match="invalid module BTF object FD"):
+        load(Program(LoadBtfId(R1, function, btf_fd=999_999), Return(0)), ProgType.SOCKET_FILTER, name="nptest_ksym")
 
 
 def test_missing_map_is_an_asm_error():

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import perf, syscall
+from .sys import libc
 from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing, FdOwner
 from .syscall import BpfError, ProgType
 
 _TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Link(Closing):
@@ -84,7 +84,7 @@ def tracefs() -> Path:
         except OSError:
             continue
     target = _TRACEFS_CANDIDATES[0]
-    if _libc.mount(b"tracefs", str(target).encode(), b"tracefs", 0, None) != 0:
+    if libc.mount(b"tracefs", str(target).encode(), b"tracefs", 0, None) != 0:
         err = ctypes.get_errno()
         raise BpfError(err, f"mount tracefs at {target}: {os.strerror(err)} "
                             "(mount it yourself: mount -t tracefs tracefs /sys/kernel/tracing)")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Self
 
 from .. import infile
-from . import x86
+from . import sys, x86
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,8 @@ def _ldconfig_cache() -> dict[str, list[str]]:
     return cache
 
 
-@functools.lru_cache(maxsize=1)
 def _host_machine() -> str:
-    return {"arm64": "aarch64"}.get(os.uname().machine, os.uname().machine)
+    return sys.MACHINE
 
 
 def _header_machine(path: str) -> str | None:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from .sys import libc
+
 CLONE_NEWNET = 0x40000000
 _T = TypeVar("_T")
 
@@ -23,7 +25,6 @@ def current() -> int:
 def run_in(fd: int | None, work: Callable[[], _T]) -> _T:
     """``work()`` in a thread that has joined the network namespace ``fd`` (None: a new, empty
     one). Namespaces belong to threads: the rest of the process stays where it is."""
-    libc = ctypes.CDLL(None, use_errno=True)
     result: list = []
 
     def run() -> None:

@@ -13,11 +13,8 @@ import os
 from enum import IntEnum
 from pathlib import Path
 
+from . import sys
 from .syscall import BpfError
-
-_SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "ppc64le": 319, "s390x": 331}
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 
@@ -99,13 +96,13 @@ def retprobe_bit(name: str) -> int:
 
 def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, what: str, group_fd: int = -1) -> int:
     """perf_event_open(2); raises BpfError (an OSError) saying ``what`` failed."""
-    number = _SYS_PERF_EVENT_OPEN.get(os.uname().machine)
-    if number is None:
-        raise BpfError(errno.ENOSYS, f"{what}: perf_event_open(2) number unknown on {os.uname().machine}")
     attr.size = ctypes.sizeof(PerfEventAttr)
-    fd = _libc.syscall(number, ctypes.byref(attr), pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC)
-    if fd < 0:
-        err = ctypes.get_errno()
+    try:
+        return sys.syscall("perf_event_open", ctypes.byref(attr), pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC)
+    except OSError as failed:
+        if sys.NR is None:  # an architecture without a known number: the reason says so
+            raise BpfError(failed.errno, f"{what}: {failed.strerror}") from None
+        err = failed.errno
         advice = {
             errno.EPERM: "needs root, or CAP_PERFMON (and kernel.perf_event_paranoid)",
             errno.EACCES: "needs root, or CAP_PERFMON (and kernel.perf_event_paranoid)",
@@ -113,8 +110,7 @@ def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, what: str, group_fd
             errno.ESRCH: "no such process",
             errno.EINVAL: "the kernel refused the event's attributes",
         }.get(err)
-        raise BpfError(err, f"{what}: {os.strerror(err)}" + (f" ({advice})" if advice else ""))
-    return fd
+        raise BpfError(err, f"{what}: {os.strerror(err)}" + (f" ({advice})" if advice else "")) from None
 
 
 def attach_bpf(perf_fd: int, prog_fd: int, what: str) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..asm import LinkedProgram, Program
-from . import privileges
+from ..asm.isa import CALL, PseudoCall
+from . import debug_info, kernel_btf, privileges
+from .debug_info import FUNC_INFO, LINE_INFO, DebugInfo
+from .kernel_btf import BtfHandle
 from .privileges import Cap, Need
 from .resource import FdOwner
 from .syscall import (
@@ -25,6 +29,8 @@ from .syscall import (
     bpf,
     obj_info,
 )
+
+log = logging.getLogger(__name__)
 
 _LOG_START = 1 << 16
 _LOG_MAX = 1 << 28  # the kernel's own limit (UINT_MAX >> 2) is larger; this is plenty
@@ -95,8 +101,19 @@ class BpfProgram(FdOwner):
 def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name: str = "",
          maps: Mapping[str, object] | None = None, license: str = "GPL",
          expected_attach_type: AttachType = AttachType.NONE, attach_btf_id: int = 0,
-         attach_btf_obj_fd: int = 0, flags: int = 0) -> BpfProgram:
+         attach_btf_obj_fd: int = 0, flags: int = 0, fd_array: Sequence[object] = ()) -> BpfProgram:
     """Load ``program`` into the kernel. Map symbols are resolved from ``maps`` (name -> Map or fd).
+
+    ``fd_array`` (fds, or objects with an ``fd``: a kernel_btf.BtfHandle, a Map) is the array the
+    instructions index: ``CallKfunc(id, module=i)`` calls a kfunc of the module whose BTF is
+    ``fd_array[i]`` (kernel_btf.open_kernel("<module>")); module 0 is vmlinux, so module BTFs
+    start at index 1 and entry 0 may be anything, 0 say. (``LoadBtfId(btf_fd=...)`` names its BTF
+    by fd directly: keep that handle open until the load returns.)
+
+    A netprof.asm program loads with its debug info (BTF func_info and line_info made from the
+    source locations, see debug_info.py): the verifier log and ``bpftool prog dump xlated id N
+    linum`` show its source lines. Where the kernel refuses the debug info, the program loads
+    without it (a debug log line says so).
 
     The verifier log is only requested when the load fails (loading twice is cheaper than always
     logging), and grown until the kernel's whole explanation fits.
@@ -112,22 +129,129 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
         code = bytes(program)
     if not code or len(code) % 8:
         raise ValueError(f"program {name!r} is {len(code)} bytes: not a whole number of instructions")
+    fds = _fd_array(fd_array, name)
+    if linked is not None:
+        _check_kfunc_modules(linked, len(fds), name)
     insns = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(license.encode())
+    fd_buffer = (ctypes.c_int32 * len(fds))(*fds) if fds else None
     attr = ProgLoadAttr(prog_type=prog_type, insn_cnt=len(code) // 8, insns=_addr(insns), license=_addr(lic),
                         prog_name=_kernel_name(name), expected_attach_type=expected_attach_type,
-                        attach_btf_id=attach_btf_id, attach_prog_fd=attach_btf_obj_fd, prog_flags=flags)
+                        attach_btf_id=attach_btf_id, attach_prog_fd=attach_btf_obj_fd, prog_flags=flags,
+                        fd_array=_addr(fd_buffer))
     what = f"load {prog_type.name.lower()} program {name!r}"
+    debug = _debug_info(linked, name)
     try:
-        fd = bpf(Cmd.PROG_LOAD, attr, what)
+        buffers = _add_debug_info(attr, *debug) if debug is not None else ()
+        fd = _load(attr, what, name, linked)
+        del buffers  # alive until here: the kernel has read them
+    finally:
+        if debug is not None:
+            debug[0].close()  # the program holds its own reference to its BTF
+    return BpfProgram(fd, name, prog_type, linked)
+
+
+def _load(attr: ProgLoadAttr, what: str, name: str, linked: LinkedProgram | None) -> int:
+    """BPF_PROG_LOAD. Refused with debug info, the program loads again without it: debug info
+    never costs a load. Refused either way, the error explains the program's fault, with the
+    source lines in the verifier log where the kernel took them."""
+    try:
+        return bpf(Cmd.PROG_LOAD, attr, what)
     except BpfError as err:
-        if err.errno == errno.EPERM and prog_type == ProgType.TRACING and not _lacks_tracing_privileges():
+        if (err.errno == errno.EPERM and attr.prog_type == ProgType.TRACING
+                and not _lacks_tracing_privileges()):
             raise BpfError(err.errno, f"{what}: this kernel refuses fentry/fexit programs even to root "
                                       "(no BPF trampoline, or lockdown); use kprobes, or the vm/ guest") from None
-        if err.errno not in (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC):
+        if err.errno not in _VERIFIER_ERRNOS:
             raise
-        raise _explain(attr, err, name, linked) from None
-    return BpfProgram(fd, name, prog_type, linked)
+        refused = err
+    if not attr.prog_btf_fd:
+        raise _explain(attr, refused, name, linked) from None
+    plain = _without_debug_info(attr)
+    try:
+        fd = bpf(Cmd.PROG_LOAD, plain, what)
+    except BpfError:
+        error = _explain(attr, refused, name, linked)
+        if not (isinstance(error, VerifierError) and error.slot is not None):
+            error = _explain(plain, refused, name, linked)  # refused before any instruction: maybe the debug info
+        raise error from None
+    log.debug("program %r loaded without its debug info (func_info, line_info): the kernel refused it: %s",
+              name, refused.strerror or refused)
+    return fd
+
+
+def _debug_info(linked: LinkedProgram | None, name: str) -> tuple[BtfHandle, DebugInfo] | None:
+    """The program's debug info with its BTF loaded into the kernel; None, said in a debug log
+    line, when there is none or the kernel refuses the BTF."""
+    if linked is None:
+        return None
+    try:
+        info = debug_info.build(linked, name)
+    except Exception as err:  # noqa: BLE001 - debug info must never cost the load
+        log.debug("program %r: no debug info: %s", name, err)
+        return None
+    if info is None:
+        return None
+    try:
+        return kernel_btf.load(info.btf, f"load the BTF of program {name!r}"), info
+    except OSError as err:
+        log.debug("program %r loads without its debug info: %s", name, err.strerror or err)
+        return None
+
+
+def _add_debug_info(attr: ProgLoadAttr, btf: BtfHandle, info: DebugInfo) -> tuple[ctypes.Array, ctypes.Array]:
+    """Point ``attr`` at the program's BTF, func_info and line_info; returns the buffers, which
+    must stay alive until the load returns."""
+    funcs = ctypes.create_string_buffer(info.func_info, len(info.func_info))
+    lines = ctypes.create_string_buffer(info.line_info, len(info.line_info))
+    attr.prog_btf_fd = btf.fd
+    attr.func_info_rec_size, attr.func_info, attr.func_info_cnt = FUNC_INFO.size, _addr(funcs), info.func_count
+    attr.line_info_rec_size, attr.line_info, attr.line_info_cnt = LINE_INFO.size, _addr(lines), info.line_count
+    return funcs, lines
+
+
+def _without_debug_info(attr: ProgLoadAttr) -> ProgLoadAttr:
+    plain = ProgLoadAttr.from_buffer_copy(attr)
+    plain.prog_btf_fd = 0
+    plain.func_info_rec_size, plain.func_info, plain.func_info_cnt = 0, 0, 0
+    plain.line_info_rec_size, plain.line_info, plain.line_info_cnt = 0, 0, 0
+    return plain
+
+
+# What a verifier refusal returns: EPROTO for an fd_array the program needs and lacks, ENOENT
+# for a BTF id or kernel symbol that is not there.
+_VERIFIER_ERRNOS = (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC, errno.EPROTO, errno.ENOENT)
+
+
+def _fd_array(entries: Sequence[object], name: str) -> list[int]:
+    """The fds of ``fd_array``: ints, or objects with an int ``fd`` that is still open."""
+    if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+        raise TypeError(f"program {name!r}: fd_array is a sequence of file descriptors, not {entries!r}")
+    fds = []
+    for i, entry in enumerate(entries):
+        fd = getattr(entry, "fd", entry)
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"program {name!r}: fd_array[{i}] is {entry!r}, not a file descriptor "
+                            "or an object with one")
+        if not 0 <= fd < 1 << 31:
+            closed = " (closed)" if fd == -1 and entry is not fd else ""
+            raise ValueError(f"program {name!r}: fd_array[{i}] is {fd}{closed}, not an open file descriptor")
+        fds.append(fd)
+    return fds
+
+
+def _check_kfunc_modules(linked: LinkedProgram, count: int, name: str) -> None:
+    """Every kfunc call's module index names an entry of fd_array (the kernel would read past it)."""
+    for insn in linked.instructions:
+        if insn.opcode != CALL or insn.src != PseudoCall.KFUNC_CALL or insn.off == 0:
+            continue
+        where = f"{insn.location}: " if insn.location is not None else ""
+        if insn.off < 0:
+            raise ValueError(f"program {name!r}: {where}kfunc call with module {insn.off}: "
+                             "a module index is positive (0 is vmlinux)")
+        if insn.off >= count:
+            raise ValueError(f"program {name!r}: {where}kfunc call with module {insn.off} needs fd_array[{insn.off}], "
+                             f"the module's BTF (kernel_btf.open_kernel), but fd_array has {count} entries")
 
 
 def _lacks_tracing_privileges() -> bool:

@@ -12,9 +12,7 @@ import errno
 import os
 from enum import IntEnum
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+from . import sys
 
 
 class Cmd(IntEnum):
@@ -38,6 +36,8 @@ class Cmd(IntEnum):
     MAP_GET_FD_BY_ID = 14
     RAW_TRACEPOINT_OPEN = 17
     BTF_LOAD = 18
+    BTF_GET_FD_BY_ID = 19
+    BTF_GET_NEXT_ID = 23
     MAP_LOOKUP_BATCH = 24
     MAP_LOOKUP_AND_DELETE_BATCH = 25
     LINK_CREATE = 28
@@ -165,6 +165,8 @@ class MapElemAttr(ctypes.Structure):
 
 
 class ProgLoadAttr(ctypes.Structure):
+    """BPF_PROG_LOAD, up to fd_array_cnt (Linux 6.14); the later signature fields are left out."""
+
     _fields_ = [
         ("prog_type", ctypes.c_uint32),
         ("insn_cnt", ctypes.c_uint32),
@@ -188,10 +190,12 @@ class ProgLoadAttr(ctypes.Structure):
         ("attach_btf_id", ctypes.c_uint32),
         ("attach_prog_fd", ctypes.c_uint32),
         ("core_relo_cnt", ctypes.c_uint32),
-        ("fd_array", ctypes.c_uint64),
+        ("fd_array", ctypes.c_uint64),  # int fds; a kfunc call's off (its module's BTF) indexes it
         ("core_relos", ctypes.c_uint64),
         ("core_relo_rec_size", ctypes.c_uint32),
         ("log_true_size", ctypes.c_uint32),
+        ("prog_token_fd", ctypes.c_int32),
+        ("fd_array_cnt", ctypes.c_uint32),  # 0: fd_array is read where instructions index it
     ]
 
 
@@ -277,6 +281,19 @@ class BtfLoadAttr(ctypes.Structure):
         ("btf_log_size", ctypes.c_uint32),
         ("btf_log_level", ctypes.c_uint32),
         ("btf_log_true_size", ctypes.c_uint32),
+    ]
+
+
+class BtfInfo(ctypes.Structure):
+    """struct bpf_btf_info."""
+
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("name", ctypes.c_uint64),
+        ("name_len", ctypes.c_uint32),
+        ("kernel_btf", ctypes.c_uint32),
     ]
 
 
@@ -397,16 +414,12 @@ def _addr(buffer: object) -> int:
 
 def bpf(cmd: Cmd, attr: ctypes.Structure, what: str) -> int:
     """bpf(cmd, &attr, sizeof(attr)); returns the result, raises BpfError saying ``what`` failed."""
-    number = _SYS_BPF.get(os.uname().machine)
-    if number is None:
-        raise BpfError(errno.ENOSYS, f"{what}: bpf(2) syscall number unknown on {os.uname().machine}")
-    while True:
-        result = _libc.syscall(number, int(cmd), ctypes.byref(attr), ctypes.sizeof(attr))
-        if result >= 0:
-            return result
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            break
+    try:
+        return sys.syscall("bpf", int(cmd), ctypes.byref(attr), ctypes.sizeof(attr))
+    except OSError as failed:
+        if sys.NR is None:  # an architecture without a known number: the reason says so
+            raise BpfError(failed.errno, f"{what}: {failed.strerror}") from None
+        err = failed.errno
     advice = _ADVICE.get(err)
     reason = "operation not supported" if err == ENOTSUPP else os.strerror(err)
     message = f"{what}: {reason}" + (f" ({advice})" if advice else "")

@@ -180,6 +180,8 @@ def _attach_link(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[s
                  fall_back: bool) -> XdpLink | None:
     """The program on ``ifindex`` through a bpf_link; None if this kernel has no XDP links and
     ``fall_back`` allows netlink instead."""
+    if not tried:
+        raise ValueError(f"attach XDP to {ifname}: no mode to try (native or generic)")
     last: BpfError | None = None
     for candidate in tried:
         try:
@@ -191,7 +193,6 @@ def _attach_link(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[s
             continue
         prog_id, attached_mode = current(ipr, ifindex)
         return XdpLink(ifname, attached_mode or candidate, prog_id, "bpf_link", fd=fd)
-    assert last is not None
     if fall_back and last.errno == errno.EINVAL and not xdp_links_supported():
         log.info("this kernel has no XDP links (%s): attaching over netlink", last)
         return None

@@ -9,7 +9,6 @@ argument array for fentry/fexit, the tracepoint's record for tracepoints).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..asm import (
@@ -43,6 +42,7 @@ from ..asm import (
     Store,
 )
 from ..asm.isa import MemType
+from ..loader.sys import MACHINE
 from .layout import SPAN
 
 BPF_RB_NO_WAKEUP = 1
@@ -76,7 +76,7 @@ class Arg:
 
 def pt_regs(what: str) -> Arg:
     """The first argument ("arg0") or the return value ("ret") in this machine's pt_regs."""
-    machine = os.uname().machine
+    machine = MACHINE
     if machine not in PT_REGS:
         from ..loader.btf import vmlinux
 

@@ -96,6 +96,18 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture(autouse=True)
+def own_state_folder(request, tmp_path_factory, monkeypatch):
+    """Root tests keep netprof's state (the records of netlink XDP attachments) in a folder of
+    their own: a `netprof detach` run elsewhere on the machine, or by another test run, never
+    sees or removes what a test recorded, and a test never touches another capture's records."""
+    if not request.node.get_closest_marker("root") or os.geteuid() != 0:
+        return
+    folder = tmp_path_factory.mktemp("netprof-run")
+    folder.chmod(0o755)
+    monkeypatch.setenv("NETPROF_RUN_DIR", str(folder))
+
+
+@pytest.fixture(autouse=True)
 def nothing_left_behind(request):
     root = request.node.get_closest_marker("root") and os.geteuid() == 0
     before = bpf_ids() if root else set()

@@ -511,7 +511,7 @@ def test_a_record_from_a_deleted_namespace_is_forgotten(tmp_path):
         inode = os.stat(f"/run/netns/{netns}").st_ino
     finally:
         subprocess.run(["ip", "netns", "del", netns], check=True)
-    [path] = xdp.RECORDS.glob(f"{inode}-*.json")
+    [path] = xdp.records_folder().glob(f"{inode}-*.json")
     detach = subprocess.run([sys.executable, "-m", "netprof", "detach"], capture_output=True, text=True)
     assert detach.returncode == 0 and "no longer attached" in detach.stdout, detach.stdout + detach.stderr
     assert not path.exists()

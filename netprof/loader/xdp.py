@@ -30,7 +30,10 @@ from .syscall import AttachType, BpfError
 
 log = logging.getLogger(__name__)
 
-RECORDS = rundir.path() / "xdp"
+def records_folder() -> Path:
+    """Where netlink attachments are recorded: /run/netprof/xdp (or under $NETPROF_RUN_DIR, which
+    rundir accepts only where root alone can write)."""
+    return rundir.path() / "xdp"
 METHODS = ("auto", "bpf_link", "netlink")
 
 # include/uapi/linux/if_link.h
@@ -57,7 +60,7 @@ class XdpRecord:
 
     @property
     def path(self) -> Path:
-        return RECORDS / f"{self.netns}-{self.ifindex}.json"
+        return records_folder() / f"{self.netns}-{self.ifindex}.json"
 
 
 def _may_write(folder: Path) -> bool:
@@ -72,16 +75,16 @@ def attach_needs(ifname: str, method: str = "auto") -> list[Need]:
     """The capabilities attaching XDP to ``ifname`` needs (measured: privileges.py); over
     netlink also writing its record."""
     needs = [Need(Cap.BPF, "maps and ring buffers"), Need(Cap.NET_ADMIN, f"XDP on {ifname}")]
-    if method == "netlink" and not _may_write(RECORDS):
-        needs.append(Need(Cap.DAC_OVERRIDE, f"recording the XDP attachment in {RECORDS}"))
+    if method == "netlink" and not _may_write(records_folder()):
+        needs.append(Need(Cap.DAC_OVERRIDE, f"recording the XDP attachment in {records_folder()}"))
     return needs
 
 
 def detach_needs() -> list[Need]:
     """The capabilities ``detach_stale()`` needs: set links over netlink, remove the records."""
     needs = [Need(Cap.NET_ADMIN, "detaching XDP programs")]
-    if os.path.isdir(RECORDS) and not _may_write(RECORDS):
-        needs.append(Need(Cap.DAC_OVERRIDE, f"removing the records in {RECORDS}"))
+    if os.path.isdir(records_folder()) and not _may_write(records_folder()):
+        needs.append(Need(Cap.DAC_OVERRIDE, f"removing the records in {records_folder()}"))
     return needs
 
 
@@ -210,7 +213,7 @@ def _attach_netlink(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: lis
         try:
             _save(record)  # first: a kill after the attach must find the record
         except OSError as err:
-            raise BpfError(err.errno or errno.EIO, f"attach XDP to {ifname}: cannot record it in {RECORDS}: "
+            raise BpfError(err.errno or errno.EIO, f"attach XDP to {ifname}: cannot record it in {records_folder()}: "
                                                    f"{err.strerror or err}") from None
         flags = MODES[candidate] | (0 if existing else XDP_FLAGS_UPDATE_IF_NOEXIST)
         try:
@@ -256,7 +259,7 @@ def xdp_links_supported() -> bool:
 # --- the records of netlink attachments ---------------------------------------------------------
 
 def _save(record: XdpRecord) -> None:
-    folder = rundir.open_folder(RECORDS, create=True)
+    folder = rundir.open_folder(records_folder(), create=True)
     try:
         rundir.write(folder, record.path.name, json.dumps(asdict(record)).encode())
     finally:
@@ -303,7 +306,7 @@ def _detach(record: XdpRecord) -> bool:
 def records() -> list[XdpRecord]:
     """The records of netlink attachments, read only from a folder that root alone can change."""
     try:
-        folder = rundir.open_folder(RECORDS)
+        folder = rundir.open_folder(records_folder())
     except FileNotFoundError:
         return []
     out = []
@@ -314,7 +317,7 @@ def records() -> list[XdpRecord]:
             try:
                 out.append(XdpRecord(**json.loads(rundir.read(folder, name) or b"")))
             except (ValueError, TypeError):
-                log.warning("unreadable XDP record %s: removing it", RECORDS / name)
+                log.warning("unreadable XDP record %s: removing it", records_folder() / name)
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=folder)
     finally:

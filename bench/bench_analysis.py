@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from netprof.probes.records import ENTRY, EXIT, SPAN_DTYPE  # noqa: E402
-from netprof.tracefile import Kind, TraceWriter, new_header  # noqa: E402
+from netprof.format.records import ENTRY, EXIT, SPAN_DTYPE  # noqa: E402
+from netprof.format.tracefile import Kind, TraceWriter, new_header  # noqa: E402
 
 PROBES = 16
 MAX_DEPTH = 20

@@ -84,7 +84,7 @@ def main() -> int:
     import netprof as np_
 
     loaded = np_.load(trace)
-    from netprof.probes.layout import ENTRY, EXIT
+    from netprof.format.layout import ENTRY, EXIT
 
     events = loaded.events  # counted, not built into spans: 60 M events would need ~10 GB as spans
     mine = events["probe"] == loaded.probe_ids("paced:work")[0]

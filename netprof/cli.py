@@ -284,7 +284,7 @@ def _time_filter(text: str | None) -> tuple[float | None, float | None]:
 
 def _load(path: str):
     from .trace import load
-    from .tracefile import TraceError
+    from .format.tracefile import TraceError
 
     try:
         return load(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outfile
-from .probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM
+from .format.layout import MEMORY_SOCKETS, MEMORY_SYSTEM
 from .trace import Spans, Trace
 
 PCAP_NS_MAGIC = 0xA1B23C4D   # pcap with nanosecond timestamps

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .loss import loss_line
-from .probes.layout import memory_source
+from .format.layout import memory_source
 from .trace import Trace, load  # noqa: F401 - load is part of this module's interface
 from .units import mbit_per_s, mib
 

@@ -30,8 +30,9 @@ from .loader.privileges import Cap, Need
 from .loader.ringbuf import RingBuffer
 from .loader.syscall import MapType
 from .loader.xdp import attach_needs as xdp_attach_needs
-from .probes import packets, spans
-from .tracefile import TraceWriter, new_header
+from .probes import packets
+from .probes import span_probe
+from .format.tracefile import TraceWriter, new_header
 
 __all__ = ["CaptureOptions", "Probe", "Session", "SessionError", "Summary"]
 
@@ -113,7 +114,7 @@ class Session:
         o, enter = self.options, self._stack.enter_context
         events = enter(RingBuffer.create(o.buffer << 20, "netprof_events"))
         lost = enter(Map.create(MapType.PERCPU_ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
-                                max_entries=spans.MAX_PROBES, name="netprof_lost"))
+                                max_entries=span_probe.MAX_PROBES, name="netprof_lost"))
         sources = Sources(events, lost)
         self.control = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint32, max_entries=1,
                                         name="netprof_ctl"))
@@ -146,7 +147,7 @@ class Session:
         self._runner = Runner(o, self.probes, sources, writer, self.summary, self.bin_ns, self.status)
         if self._stop_asked:
             self._runner.stopped.set()
-        self.control[0] = 1  # every probe is attached: start recording (see spans.span_program)
+        self.control[0] = 1  # every probe is attached: start recording (see span_probe.span_program)
 
     # --- running ----------------------------------------------------------------------------------
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from . import outfile
-from . import spans as span_builder
-from .probes.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, TX  # noqa: F401 - what the keys of series() mean
-from .spans import MISMATCHED, OPEN, ORPHAN, SPAN  # noqa: F401 - span flags and the spans' dtype
-from .tracefile import Kind, RawTrace, read
+from . import span_builder
+from .format.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, TX  # noqa: F401 - what the keys of series() mean
+from .span_builder import MISMATCHED, OPEN, ORPHAN, SPAN  # noqa: F401 - span flags and the spans' dtype
+from .format.tracefile import Kind, RawTrace, read
 
 STATS = np.dtype([("probe", "<u2"), ("count", "<u8"), ("incomplete", "<u8"), ("total", "<u8"), ("self", "<u8"),
                   ("mean", "<f8"), ("p50", "<f8"), ("p90", "<f8"), ("p99", "<f8"), ("max", "<u8")])
@@ -59,7 +59,7 @@ def _compact_ids(rows: np.ndarray, total: int) -> np.ndarray:
 
 @dataclass
 class Spans:
-    """A selection of spans (``array``: dtype netprof.spans.SPAN) of one trace, with their ids
+    """A selection of spans (``array``: dtype netprof.span_builder.SPAN) of one trace, with their ids
     (``ids``: rows in ``trace.all_spans``; None where the selection is all of them, in order)."""
 
     array: np.ndarray

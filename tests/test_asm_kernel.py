@@ -184,8 +184,8 @@ def test_verifier_rejects_what_the_assembler_cannot_catch():
 def probe_programs():
     """(name, program, type) of netprof's own probe programs, in each of their variants."""
     from netprof.loader.btf import vmlinux
-    from netprof.probes import packets, spans
-    from netprof.probes.layout import RX, TX
+    from netprof.probes import packets, span_probe as spans
+    from netprof.format.layout import RX, TX
 
     offsets = packets.Offsets.from_btf(vmlinux())
     tgid = vmlinux().member_offset("struct task_struct", "tgid")
@@ -202,7 +202,7 @@ def probe_programs():
 
 def test_the_probe_programs_pass_the_verifier():
     """Loaded only, with maps of the session's kinds and sizes: nothing is attached."""
-    from netprof.probes import packets, spans
+    from netprof.probes import packets, span_probe as spans
 
     u32, u64, fds = 4, 8, {}
     maps = {"events": (MapType.RINGBUF, 0, 0, 1 << 16), "packets": (MapType.RINGBUF, 0, 0, 1 << 16),

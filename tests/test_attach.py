@@ -93,7 +93,7 @@ def test_socket_buffer_memory_follows_unread_datagrams(tmp_path):
     steps: each CPU keeps up to 1 MB of reserve before charging the global count.)"""
     import socket
 
-    from netprof.probes.layout import MEMORY_SOCKETS
+    from netprof.format.layout import MEMORY_SOCKETS
 
     out = tmp_path / "sockets.trace"
     capture = Capture("-m", "--sockets", "-o", str(out))

@@ -23,10 +23,10 @@ import pytest
 
 from netprof import cli, load
 from netprof.loader import elf
-from netprof.probes import layout
-from netprof.probes.layout import ENTRY, EXIT
+from netprof.format import layout
+from netprof.format.layout import ENTRY, EXIT
 from netprof.session import Session
-from netprof.tracefile import MAGIC, Kind, TraceError, TraceWriter, new_header, read
+from netprof.format.tracefile import MAGIC, Kind, TraceError, TraceWriter, new_header, read
 
 MEMORY_CEILING = 4 << 30
 PROBES = [{"id": 0, "name": "work", "kind": "user", "mechanism": "uprobe"}]

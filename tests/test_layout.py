@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netprof.probes import layout, records
+from netprof.format import layout, records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ def test_generated_layouts_are_up_to_date():
     spec = importlib.util.spec_from_file_location("gen", ROOT / "tools/gen_record_layouts.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    assert (ROOT / "netprof/probes/record_layouts.py").read_text() == gen.source(), \
+    assert (ROOT / "netprof/format/record_layouts.py").read_text() == gen.source(), \
         "records.py changed: run tools/gen_record_layouts.py"
 
 
@@ -47,7 +47,7 @@ def test_pack_matches_construct_build():
 
 
 def test_capture_path_imports_neither_numpy_nor_construct():
-    code = ("import sys, netprof.session, netprof.tracefile, netprof.loader.ringbuf; "
+    code = ("import sys, netprof.session, netprof.format.tracefile, netprof.loader.ringbuf; "
             "print(sorted(m for m in ('numpy', 'construct') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

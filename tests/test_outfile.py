@@ -14,7 +14,7 @@ import pytest
 from test_trace import make_trace
 
 from netprof import outfile
-from netprof.tracefile import TraceWriter, new_header
+from netprof.format.tracefile import TraceWriter, new_header
 
 
 def write(path, data=b"new"):

@@ -2,7 +2,7 @@
 (tests/test_attach.py runs them in the kernel.)"""
 
 from netprof.asm import Frame, Program, Return
-from netprof.probes import spans
+from netprof.probes import span_probe as spans
 
 
 def test_count_lost_can_be_used_twice_in_one_program():

@@ -11,8 +11,8 @@ import pytest
 
 import netprof
 from netprof import export
-from netprof.probes.records import ENTRY, EXIT, SPAN_DTYPE
-from netprof.tracefile import Kind, TraceWriter, new_header
+from netprof.format.records import ENTRY, EXIT, SPAN_DTYPE
+from netprof.format.tracefile import Kind, TraceWriter, new_header
 
 T0 = 10**12
 CPUS = 4

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from netprof.probes.records import ENTRY, EXIT, SPAN_DTYPE
-from netprof.spans import MISMATCHED, OPEN, ORPHAN, ancestors_among, build, outermost
+from netprof.format.records import ENTRY, EXIT, SPAN_DTYPE
+from netprof.span_builder import MISMATCHED, OPEN, ORPHAN, ancestors_among, build, outermost
 
 
 def events(*rows):

@@ -13,8 +13,8 @@ import needs
 
 import netprof
 from netprof import export
-from netprof.probes.records import ENTRY, EXIT, MEMORY_DTYPE, SPAN_DTYPE, THROUGHPUT_DTYPE, dtype_of, xdp_packet
-from netprof.tracefile import Kind, TraceWriter, new_header
+from netprof.format.records import ENTRY, EXIT, MEMORY_DTYPE, SPAN_DTYPE, THROUGHPUT_DTYPE, dtype_of, xdp_packet
+from netprof.format.tracefile import Kind, TraceWriter, new_header
 
 T0 = 10**12
 PROBES = [{"id": 0, "name": "ip_rcv", "kind": "kernel", "mechanism": "kprobe"},

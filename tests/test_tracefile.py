@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from netprof.probes.records import ENTRY, EXIT, MEMORY_DTYPE, SPAN_DTYPE
+from netprof.format.records import ENTRY, EXIT, MEMORY_DTYPE, SPAN_DTYPE
 from netprof.report import format_report, load
-from netprof.tracefile import Kind, TraceError, TraceWriter, new_header, read
+from netprof.format.tracefile import Kind, TraceError, TraceWriter, new_header, read
 
 PROBES = [{"id": 0, "name": "work", "kind": "user", "mechanism": "uprobe"}]
 
@@ -148,7 +148,7 @@ def test_a_version_1_file_is_read_with_the_layouts_it_declares(tmp_path):
     import struct
 
     from netprof.trace import load
-    from netprof.tracefile import Kind, TraceWriter, new_header
+    from netprof.format.tracefile import Kind, TraceWriter, new_header
 
     header = new_header([], 64, bin_ns=10_000_000, netns=4026531840, interfaces={"3": "veth0"})
     header["version"] = 1

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from netprof.probes import layout
-from netprof.probes.layout import ENTRY, EXIT
-from netprof.tracefile import Kind, TraceWriter, new_header
+from netprof.format import layout
+from netprof.format.layout import ENTRY, EXIT
+from netprof.format.tracefile import Kind, TraceWriter, new_header
 
 PROBES = [{"id": 0, "name": "ip_rcv", "kind": "kernel", "mechanism": "kprobe"},
           {"id": 1, "name": "tcp_v4_rcv", "kind": "kernel", "mechanism": "kprobe"},

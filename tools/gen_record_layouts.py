@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate netprof/probes/record_layouts.py from the construct Structs in netprof/probes/records.py.
+"""Regenerate netprof/format/record_layouts.py from the construct Structs in netprof/format/records.py.
 
 Usage: tools/gen_record_layouts.py [--check]   (--check: exit 1 if the file is not up to date)
 """
@@ -9,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from netprof.probes import records
+from netprof.format import records
 
-TARGET = ROOT / "netprof/probes/record_layouts.py"
+TARGET = ROOT / "netprof/format/record_layouts.py"
 
 
 def layout(struct) -> tuple[int, dict[str, tuple[int, str]]]:

@@ -14,8 +14,9 @@ from ..loader import attach
 from ..loader.maps import Map
 from ..loader.program import BpfProgram, load
 from ..loader.syscall import AttachType, BpfError, ProgType
-from ..probes import packets, spans
-from ..probes.layout import ENTRY, EXIT, RX, TX
+from ..probes import packets
+from ..probes import span_probe
+from ..format.layout import ENTRY, EXIT, RX, TX
 from .options import CaptureOptions
 from .plan import EventPlan, FentryPlan, KprobePlan, NetPairPlan, Probe, SessionError, UprobePlan, XdpPlan, in_kallsyms
 
@@ -61,18 +62,18 @@ class Attacher:
 
     def _fentry(self, plan: FentryPlan) -> None:
         nargs = plan.function.nargs
-        ends = [(AttachType.TRACE_FENTRY, ENTRY, spans.Arg(0) if nargs else None),
-                (AttachType.TRACE_FEXIT, EXIT, spans.Arg(8 * nargs))]
+        ends = [(AttachType.TRACE_FENTRY, ENTRY, span_probe.Arg(0) if nargs else None),
+                (AttachType.TRACE_FEXIT, EXIT, span_probe.Arg(8 * nargs))]
         for attach_type, kind, arg in ends:
-            prog = self._prog(spans.span_program(plan.probe.id, kind, arg, self.follow), ProgType.TRACING,
+            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, self.follow), ProgType.TRACING,
                               f"np_{plan.probe.name}", self.maps, plan.probe, expected_attach_type=attach_type,
                               attach_btf_id=plan.function.id)
             self._link(attach.attach_tracing(prog))
 
     @attach.register
     def _(self, plan: KprobePlan) -> None:
-        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
-            prog = self._prog(spans.span_program(plan.probe.id, kind, arg, self.follow), ProgType.KPROBE,
+        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
+            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, self.follow), ProgType.KPROBE,
                               f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_kprobe(prog, plan.function, ret=ret))
 
@@ -82,8 +83,8 @@ class Attacher:
         # kernel's own per-process filter knows no children); -p --no-inherit: the kernel's filter.
         follow = self.follow and not self.options.no_inherit
         pid = self.options.pid if self.options.pid is not None and not follow else -1
-        for kind, arg, ret in ((ENTRY, spans.pt_regs("arg0"), False), (EXIT, spans.pt_regs("ret"), True)):
-            prog = self._prog(spans.span_program(plan.probe.id, kind, arg, follow), ProgType.KPROBE,
+        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
+            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, follow), ProgType.KPROBE,
                               f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_uprobe(prog, plan.target.path, plan.target.offset, ret=ret, pid=pid,
                                             description=f"{'uretprobe' if ret else 'uprobe'}:{plan.target}"))
@@ -93,14 +94,14 @@ class Attacher:
         entry_fmt, exit_fmt = plan.formats
         for kind, tracepoint, fmt, field_names in ((ENTRY, plan.entry, entry_fmt, ("len",)),
                                                    (EXIT, plan.exit, exit_fmt, ("ret", "rc", "len"))):
-            arg = spans.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
-            prog = self._prog(spans.span_program(plan.probe.id, kind, arg, self.follow), ProgType.TRACEPOINT,
+            arg = span_probe.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
+            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, self.follow), ProgType.TRACEPOINT,
                               f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_tracepoint(prog, tracepoint))
 
     @attach.register
     def _(self, plan: EventPlan) -> None:
-        program = spans.span_program(plan.probe.id, ENTRY, spans.Arg.of_field(plan.field), self.follow)
+        program = span_probe.span_program(plan.probe.id, ENTRY, span_probe.Arg.of_field(plan.field), self.follow)
         prog = self._prog(program, ProgType.TRACEPOINT, f"np_{plan.probe.name}", self.maps, plan.probe)
         self._link(attach.attach_tracepoint(prog, plan.tracepoint))
 
@@ -120,7 +121,7 @@ class Attacher:
         tracker is attached before any probe, so no child is forked unseen)."""
         from ..loader.btf import vmlinux
 
-        program = spans.fork_program(vmlinux().member_offset("struct task_struct", "tgid"))
+        program = span_probe.fork_program(vmlinux().member_offset("struct task_struct", "tgid"))
         prog = self._prog(program, ProgType.RAW_TRACEPOINT, "np_fork", {"follow": follow})
         self._link(attach.attach_raw_tracepoint(prog, "sched_process_fork"))
 

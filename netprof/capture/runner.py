@@ -15,8 +15,9 @@ from pathlib import Path
 from ..loader.maps import Map
 from ..loader.program import BpfProgram
 from ..loader.ringbuf import RingBuffer
-from ..probes import layout, packets
-from ..tracefile import Kind, TraceWriter
+from ..format import layout
+from ..probes import packets
+from ..format.tracefile import Kind, TraceWriter
 from .options import CaptureOptions
 from .plan import Probe
 

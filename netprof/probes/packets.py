@@ -48,8 +48,8 @@ from ..asm import (
     Store,
     Sub,
 )
-from .layout import RX, xdp_packet
-from .spans import BPF_RB_NO_WAKEUP, count_lost
+from ..format.layout import RX, xdp_packet
+from .span_probe import BPF_RB_NO_WAKEUP, count_lost
 
 XDP_PASS = 2
 BPF_NOEXIST = 1

@@ -119,8 +119,8 @@ def test_nothing_is_drawn_over_the_lane_titles_when_zoomed(offscreen, trace_path
 def test_pixels_holding_spans_for_little_of_their_time_are_dim(offscreen, tmp_path):
     """1 ms of 100 ns spans every µs (10% busy) then 1 ms of back-to-back 1 µs spans (100% busy),
     shown 2 µs to a pixel: the first half dim, the second in full colour."""
-    from netprof.probes import layout
-    from netprof.tracefile import Kind, TraceWriter, new_header
+    from netprof.format import layout
+    from netprof.format.tracefile import Kind, TraceWriter, new_header
 
     sparse = np.arange(0, 1_000_000, 1000)
     dense = np.arange(1_000_000, 2_000_000, 1000)

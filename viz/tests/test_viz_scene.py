@@ -269,8 +269,8 @@ CALLS = [{"id": 0, "name": "tcp_sendmsg", "kind": "kernel", "mechanism": "fentry
 def user_calls_kernel(tmp_path_factory):
     """send_all (20 us) calls encode (1.5 us), then the kernel's tcp_sendmsg (1.5 us), on thread 301
     of process 300; meanwhile another thread runs tcp_sendmsg on CPU 0. Memory and throughput too."""
-    from netprof.probes import layout
-    from netprof.tracefile import Kind, TraceWriter, new_header
+    from netprof.format import layout
+    from netprof.format.tracefile import Kind, TraceWriter, new_header
 
     t0 = viz_trace.T0
     calls = [(1, 1, 100_000, 120_000), (2, 1, 101_000, 102_500), (0, 1, 110_000, 111_500)]

@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from .probes.layout import ENTRY
+from .format.layout import ENTRY
 
 OPEN, ORPHAN, MISMATCHED = 1, 2, 4  # span flags
 

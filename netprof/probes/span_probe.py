@@ -43,7 +43,7 @@ from ..asm import (
 )
 from ..asm.isa import MemType
 from ..loader.sys import MACHINE
-from .layout import SPAN
+from ..format.layout import SPAN
 
 BPF_RB_NO_WAKEUP = 1
 MAX_PROBES = 4096  # size of the "lost" array: probe ids index it

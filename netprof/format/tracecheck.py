@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from .probes.layout import ENTRY, EXIT, MEMORY_SOCKETS, RX, TX
+from .layout import ENTRY, EXIT, MEMORY_SOCKETS, RX, TX
 
 PID_LIMIT = 1 << 22      # PID_MAX_LIMIT of 64-bit Linux: every pid and tid is below it
 COUNT_LIMIT = 1 << 53    # counts at or above it cannot be added exactly in float64, as analysis does

@@ -29,8 +29,9 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from . import infile, outfile, tracecheck
-from .probes import layout
+from .. import infile, outfile
+from . import tracecheck
+from . import layout
 
 MAGIC = b"NETPROF\x01"
 CHUNK_MAGIC = b"NPCK"

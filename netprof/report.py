@@ -54,7 +54,7 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
                        span_stats(spans))]
         busy = spans.busy_per_cpu()
         counts = np.bincount(spans.array["cpu"])
-        rows = [[str(c), f"{int(counts[c]):,}", _ns(float(busy.get(c, 0)))] for c in np.flatnonzero(counts)]
+        rows = [[str(c), f"{int(counts[c]):,}", _ns(float(busy.get(c, 0)))] for c in np.flatnonzero(counts).tolist()]
         out += ["", "per CPU:", _table(["cpu", "spans", "busy (outermost spans)"], rows)]
     events = trace.events[np.isin(trace.events["probe"], trace.instant_probes)]
     if events.size:
@@ -86,8 +86,8 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
         rows = []
         for pid in np.unique(memory["pid"]):
             mine = memory[memory["pid"] == pid]["bytes"]
-            name = trace.process_name(int(pid))
-            rows.append([f"{name} ({int(pid)})" if name else memory_source(pid), f"{len(mine):,}",
+            comm = trace.process_name(int(pid))
+            rows.append([f"{comm} ({int(pid)})" if comm else memory_source(pid), f"{len(mine):,}",
                          mib(mine.min()), mib(mine.max())])
         out += ["", "memory:", _table(["what", "samples", "min", "max"], rows)]
     lost = trace.lost

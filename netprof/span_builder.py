@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
 
     # Events by thread, then time. Stable sorts on one key at a time beat lexsort several times
     # over (events arrive nearly in time order); whole records move as opaque bytes.
-    index = np.int32 if n < 1 << 31 else np.int64    # half the memory traffic of int64 indices
+    index: Any = np.int32 if n < 1 << 31 else np.int64  # half the memory traffic of int64 indices
     dense = _dense(_thread_codes(events))            # small ints: numpy radix-sorts them
     order = np.argsort(events["ts"], kind="stable").astype(index)
     order = order[np.argsort(dense[order], kind="stable")]

@@ -171,7 +171,7 @@ class Spans:
             import pyarrow.parquet as pq
         except ImportError:
             raise RuntimeError("Parquet needs pyarrow: pip install pyarrow (or export CSV)") from None
-        table = pa.table({"id": self.id} | {name: self.array[name] for name in self.array.dtype.names})
+        table = pa.table({"id": self.id} | {name: self.array[name] for name in self.array.dtype.names or ()})
         names = [p["name"] for p in self.trace.probes]
         table = table.append_column("name", pa.array([names[i] if i < len(names) else "" for i in self.array["probe"]]))
         with outfile.writing(path) as f:
@@ -301,9 +301,9 @@ class Trace:
         if probe is not None:
             keep &= np.isin(a["probe"], self.probe_ids(probe))
         if cpu is not None:
-            keep &= np.isin(a["cpu"], list(np.atleast_1d(cpu)))
+            keep &= np.isin(a["cpu"], _ints(cpu))
         if pid is not None:
-            keep &= np.isin(a["pid"], list(np.atleast_1d(pid)))
+            keep &= np.isin(a["pid"], _ints(pid))
         if ignored_cpus:
             keep &= ~np.isin(a["cpu"], list(ignored_cpus))
         origin = self.time_range[0]
@@ -336,6 +336,7 @@ class Trace:
         if not (math.isfinite(resolution) and resolution >= 1):
             raise ValueError(f"series resolution {resolution} ns: expected a finite number of at least 1")
         origin = self.time_range[0]
+        keys: tuple[str, ...]
         if kind == "throughput":
             data, keys, value = self.throughput, ("netns", "ifindex", "direction"), "bytes"
             # The kernel counted in bins of bin_ns: finer bins would put a whole bin's bytes in one.
@@ -344,7 +345,7 @@ class Trace:
             data, keys, value = self.memory, ("pid",), "bytes"
         else:
             raise ValueError(f"series of {kind!r}: throughput or memory")
-        out = {}
+        out: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         if not data.size:
             return out
         resolution = _coarse_enough(resolution, int(data["ts"].max()) - origin)
@@ -371,6 +372,11 @@ MAX_SERIES_BINS = 1 << 22  # 32 MiB of float64 a series: 11 hours in the viewer'
 def _coarse_enough(resolution: float, span_ns: int) -> float:
     """``resolution``, or the smallest multiple of it that covers ``span_ns`` in MAX_SERIES_BINS bins."""
     return resolution * max(1, math.ceil((span_ns + 1) / (resolution * MAX_SERIES_BINS)))
+
+
+def _ints(values: int | Iterable[int]) -> list[int]:
+    """One number or several, as a list (the filters take either)."""
+    return [int(values)] if isinstance(values, (int, np.integer)) else [int(v) for v in values]
 
 
 def _reuse_freed_memory() -> None:

@@ -165,7 +165,7 @@ class Planner:
                 continue
             self.plans.append(NetPairPlan(self._add(name, "net", "tracepoint", f"{entry} -> {exit_}"), entry, exit_,
                                           formats))
-        events = list(NET_EVENTS) if self.options.net else []
+        events: list[tuple[str, str, str | None]] = list(NET_EVENTS) if self.options.net else []
         events += [(tp.split(":", 1)[1], tp, None) for tp in self.options.tracepoints]
         for name, tracepoint, arg in events:
             category, _, event = tracepoint.partition(":")

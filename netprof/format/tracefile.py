@@ -88,7 +88,7 @@ class TraceWriter:
             if records.dtype != dtype:
                 # e.g. numpy 2's concatenate drops the padding of structured dtypes: restore the layout
                 records = records.astype(dtype)
-            payload = memoryview(np.ascontiguousarray(records).view(np.uint8))  # bytes, not records
+            payload = memoryview(np.ascontiguousarray(records).view(np.uint8).data)  # bytes, not records
         else:
             payload, count = records, count or 0
         header = CHUNK.pack(CHUNK_MAGIC, kind, 0, count, min(lost, 0xFFFF_FFFF), zlib.crc32(payload), 0,

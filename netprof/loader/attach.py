@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import perf, syscall
-from .sys import libc
+from .sys import errno_of, libc
 from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing, FdOwner
@@ -155,8 +155,9 @@ def _add_probe_event(kind: str, definition: str) -> tuple[Path, str, str]:
         with open(events_file, "a") as f:
             f.write(definition.format(name=f"netprof/{name}") + "\n")
     except OSError as err:
-        raise BpfError(err.errno, f"add {kind} event '{definition.format(name=name)}' in {events_file}: "
-                                  f"{os.strerror(err.errno)}") from None
+        code = errno_of(err)
+        raise BpfError(code, f"add {kind} event '{definition.format(name=name)}' in {events_file}: "
+                             f"{os.strerror(code)}") from None
     return events_file, "netprof", name
 
 
@@ -253,9 +254,9 @@ def attach_kprobe(prog: BpfProgram, function: str, offset: int = 0, ret: bool = 
         raise BpfError(errno.EOPNOTSUPP, f"{what}: this kernel has no kprobes (CONFIG_KPROBES is not set); "
                                          "profile kernel functions in the vm/ guest, or use the --net tracepoints")
     if mechanism == "pmu":
-        name = ctypes.create_string_buffer(function.encode())
+        function_buffer = ctypes.create_string_buffer(function.encode())
         attr = perf.PerfEventAttr(type=perf.pmu_type("kprobe"), sample_period=1, wakeup_events=1,
-                                  config1=ctypes.addressof(name), config2=offset)
+                                  config1=ctypes.addressof(function_buffer), config2=offset)
         if ret:
             attr.config |= 1 << perf.retprobe_bit("kprobe")
         try:
@@ -297,8 +298,8 @@ def attach_uprobe(prog: BpfProgram, path: str, offset: int, ret: bool = False, p
         probe = "r" if ret else "p"
         events_file, group, name = _add_probe_event("uprobe", f"{probe}:{{name}} {path}:{offset:#x}")
         return _attach_tracefs_event(prog, events_file, group, name, description, what, pid, method, cookie)
-    name = ctypes.create_string_buffer(os.fsencode(path))
-    attr = perf.PerfEventAttr(type=pmu, sample_period=1, wakeup_events=1, config1=ctypes.addressof(name),
+    path_buffer = ctypes.create_string_buffer(os.fsencode(path))
+    attr = perf.PerfEventAttr(type=pmu, sample_period=1, wakeup_events=1, config1=ctypes.addressof(path_buffer),
                               config2=offset)
     if ret:
         attr.config |= 1 << perf.retprobe_bit("uprobe")

@@ -254,10 +254,11 @@ class _Segment:
 class _Elf:
     """One opened ELF file: header checks, PT_LOAD segments, symbol tables, DT_NEEDED."""
 
+    data: mmap.mmap  # the whole file, mapped by _read
+
     def __init__(self, path: str, stream: BinaryIO):
         self.path = path
         self.stream = stream
-        self.data = None
         try:
             self._read(path, stream)
         except BaseException:
@@ -304,9 +305,10 @@ class _Elf:
         return cls(path, stream)
 
     def close(self) -> None:
-        if getattr(self, "data", None) is not None:
-            self.data.close()
-            self.data = None
+        data: mmap.mmap | None = getattr(self, "data", None)
+        if data is not None:
+            data.close()
+            del self.data
         if getattr(self, "stream", None) is not None:
             self.stream.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,9 @@ _NO_KEYS = frozenset({MapType.RINGBUF, MapType.USER_RINGBUF, MapType.PERF_EVENT_
 
 class Codec:
     """Turns Python values into a map's key or value bytes and back."""
+
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes], Any]
 
     def __init__(self, kind: Any, size: int):
         self.kind, self.size = kind, size

@@ -48,7 +48,7 @@ def run_in(fd: int | None, work: Callable[[], _T]) -> _T:
 
 def _named() -> dict[int, Path]:
     folder = Path("/run/netns")
-    out = {}
+    out: dict[int, Path] = {}
     for path in sorted(folder.iterdir()) if folder.is_dir() else ():
         try:
             out.setdefault(os.stat(path).st_ino, path)

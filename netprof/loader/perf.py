@@ -102,7 +102,7 @@ def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, what: str, group_fd
     except OSError as failed:
         if sys.NR is None:  # an architecture without a known number: the reason says so
             raise BpfError(failed.errno, f"{what}: {failed.strerror}") from None
-        err = failed.errno
+        err = sys.errno_of(failed)
         advice = {
             errno.EPERM: "needs root, or CAP_PERFMON (and kernel.perf_event_paranoid)",
             errno.EACCES: "needs root, or CAP_PERFMON (and kernel.perf_event_paranoid)",
@@ -118,6 +118,7 @@ def attach_bpf(perf_fd: int, prog_fd: int, what: str) -> None:
     try:
         fcntl.ioctl(perf_fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
         fcntl.ioctl(perf_fd, PERF_EVENT_IOC_ENABLE, 0)
-    except OSError as err:
-        raise BpfError(err.errno, f"{what}: {os.strerror(err.errno)}"
-                       + (" (program type does not match the event)" if err.errno == errno.EINVAL else "")) from None
+    except OSError as failed:
+        err = sys.errno_of(failed)
+        raise BpfError(err, f"{what}: {os.strerror(err)}"
+                       + (" (program type does not match the event)" if err == errno.EINVAL else "")) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..asm import LinkedProgram, Program
 from ..asm.isa import CALL, PseudoCall
 from . import debug_info, kernel_btf, privileges
+from .sys import errno_of
 from .debug_info import FUNC_INFO, LINE_INFO, DebugInfo
 from .kernel_btf import BtfHandle
 from .privileges import Cap, Need
@@ -53,7 +54,7 @@ class VerifierError(BpfError):
         super().__init__(err, message)
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""
 
     def tail(self, lines: int = 20) -> str:
         """The end of the verifier log, where the reason is."""
@@ -87,7 +88,9 @@ class BpfProgram(FdOwner):
     linked: LinkedProgram | None = None
 
     def info(self) -> ProgInfo:
-        return obj_info(self.fd, ProgInfo(), f"read info of program {self.name!r}")
+        info = ProgInfo()
+        obj_info(self.fd, info, f"read info of program {self.name!r}")
+        return info
 
     @property
     def id(self) -> int:
@@ -123,8 +126,8 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
         program = program.link()
     if isinstance(program, LinkedProgram):
         linked = program
-        fds = {name_: getattr(m, "fd", m) for name_, m in (maps or {}).items()}
-        code = program.encode(fds)
+        map_fds = {name_: m if isinstance(m, int) else getattr(m, "fd") for name_, m in (maps or {}).items()}
+        code = program.encode(map_fds)
     else:
         code = bytes(program)
     if not code or len(code) % 8:
@@ -273,7 +276,7 @@ def _explain(attr: ProgLoadAttr, err: BpfError, name: str, linked: LinkedProgram
             text = log.value.decode(errors="replace")
             if not text.strip():
                 return again
-            return VerifierError(again.errno, name, text, linked)
+            return VerifierError(errno_of(again), name, text, linked)
         os.close(fd)  # accepted the second time (it happens with racing resource limits)
         return err
 

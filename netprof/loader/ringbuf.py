@@ -22,6 +22,7 @@ import mmap
 import select
 import struct
 from collections.abc import Iterator
+from typing import Literal
 
 from .maps import Map
 from .resource import Closing
@@ -194,10 +195,11 @@ class RingBuffer(Closing):
     # --- lifetime -----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if getattr(self, "_epoll", None) is None:
+        epoll: select.epoll | None = getattr(self, "_epoll", None)
+        if epoll is None:
             return
-        self._epoll.close()
-        self._epoll = None
+        epoll.close()
+        del self._epoll
         self._data.release()
         self._consumer_pos.release()
         self._producer_pos.release()
@@ -215,7 +217,7 @@ def _strip_headers(records: memoryview, itemsize: int, stride: int) -> bytearray
     back to back: one strided copy per word of payload."""
     count = len(records) // stride
     word = 8 if itemsize % 8 == 0 else 4 if itemsize % 4 == 0 else 1
-    fmt = {8: "Q", 4: "I", 1: "B"}[word]
+    fmt: Literal["Q", "I", "B"] = "Q" if word == 8 else "I" if word == 4 else "B"
     out = bytearray(count * itemsize)
     packed, source = memoryview(out).cast(fmt), records.cast(fmt)
     words, stride_words, skip = itemsize // word, stride // word, HEADER // word

@@ -12,6 +12,11 @@ import os
 from typing import NamedTuple
 
 libc = ctypes.CDLL(None, use_errno=True)
+
+
+def errno_of(err: OSError) -> int:
+    """An OSError's errno (EIO for the rare one raised without)."""
+    return err.errno if err.errno is not None else errno.EIO
 libc.syscall.restype = ctypes.c_long
 
 

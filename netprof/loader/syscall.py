@@ -408,7 +408,7 @@ _ADVICE = {
 }
 
 
-def _addr(buffer: object) -> int:
+def _addr(buffer: ctypes._CData | None) -> int:
     return ctypes.addressof(buffer) if buffer is not None else 0
 
 
@@ -419,7 +419,7 @@ def bpf(cmd: Cmd, attr: ctypes.Structure, what: str) -> int:
     except OSError as failed:
         if sys.NR is None:  # an architecture without a known number: the reason says so
             raise BpfError(failed.errno, f"{what}: {failed.strerror}") from None
-        err = failed.errno
+        err = sys.errno_of(failed)
     advice = _ADVICE.get(err)
     reason = "operation not supported" if err == ENOTSUPP else os.strerror(err)
     message = f"{what}: {reason}" + (f" ({advice})" if advice else "")

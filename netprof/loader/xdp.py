@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import netns, rundir, syscall
+from .sys import errno_of
 from .privileges import Cap, Need
 from .program import BpfProgram
 from .resource import Closing, FdOwner
@@ -196,10 +197,13 @@ def _attach_link(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[s
             continue
         prog_id, attached_mode = current(ipr, ifindex)
         return XdpLink(ifname, attached_mode or candidate, prog_id, "bpf_link", fd=fd)
-    if fall_back and last.errno == errno.EINVAL and not xdp_links_supported():
+    if last is None:
+        raise ValueError(f"attach XDP to {ifname}: no XDP mode to try")
+    code = errno_of(last)
+    if fall_back and code == errno.EINVAL and not xdp_links_supported():
         log.info("this kernel has no XDP links (%s): attaching over netlink", last)
         return None
-    raise BpfError(last.errno, f"attach XDP to {ifname} in {'/'.join(tried)} mode: {os.strerror(last.errno)}")
+    raise BpfError(code, f"attach XDP to {ifname} in {'/'.join(tried)} mode: {os.strerror(code)}")
 
 
 def _attach_netlink(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[str], existing: int) -> XdpLink:

@@ -51,3 +51,12 @@ def test_capture_path_imports_neither_numpy_nor_construct():
             "print(sorted(m for m in ('numpy', 'construct') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_core_imports_no_gui():
+    """netprof runs on servers and guests: importing it, its CLI, capture and analysis pulls in no
+    vispy and no Qt (the viewer is a package of its own)."""
+    code = ("import sys, netprof, netprof.cli, netprof.session, netprof.trace, netprof.report, netprof.export; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('vispy', 'PySide6', 'netprof_viz')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

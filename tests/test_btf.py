@@ -16,7 +16,10 @@ import pytest
 import needs
 
 from netprof.asm.helpers import Helper
-from netprof.loader.btf import VMLINUX, Btf, BtfError, FuncLinkage, Kind, vmlinux
+from netprof.loader.btf import (
+    VMLINUX, Array, Btf, BtfError, Const, Datasec, DeclTag, Enum, Enum64, Float, Func, FuncLinkage, FuncProto, Fwd,
+    FwdKind, Int, Kind, Pointer, Restrict, Struct, Typedef, TypeTag, Union, Var, Volatile, vmlinux,
+)
 
 SYSFS = Path("/sys/kernel/btf")
 
@@ -52,45 +55,45 @@ _LINKAGE = {0: "static", 1: "global", 2: "extern"}
 def raw_lines(b: Btf, type_id: int) -> str:
     """One type as ``bpftool btf dump ... format raw`` prints it (bpftool's dump_btf_type)."""
     t = b.type(type_id)
-    k = t.kind
-    out = f"[{t.id}] {k.name} '{t.name or '(anon)'}'"
-    if k == Kind.INT:
-        out += (f" size={t.size} bits_offset={t.bit_offset} nr_bits={t.bits} "
-                f"encoding={_INT_ENC.get(int(t.encoding), 'UNKN')}")
-    elif k in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPEDEF, Kind.TYPE_TAG):
-        out += f" type_id={t.type}"
-    elif k == Kind.ARRAY:
-        out += f" type_id={t.array.type_id} index_type_id={t.array.index_type_id} nr_elems={t.array.nelems}"
-    elif k in (Kind.STRUCT, Kind.UNION):
-        out += f" size={t.size} vlen={t.vlen}"
-        for m in t.members:
-            out += f"\n\t'{m.name or '(anon)'}' type_id={m.type_id} bits_offset={m.bit_offset}"
-            if m.bitfield_size:
-                out += f" bitfield_size={m.bitfield_size}"
-    elif k in (Kind.ENUM, Kind.ENUM64):
-        out += f" encoding={'SIGNED' if t.kind_flag else 'UNSIGNED'} size={t.size} vlen={t.vlen}"
-        suffix = ("LL" if t.kind_flag else "ULL") if k == Kind.ENUM64 else ""
-        for name, value in t.values.items():
-            out += f"\n\t'{name or '(anon)'}' val={value}{suffix}"
-    elif k == Kind.FWD:
-        out += f" fwd_kind={'union' if t.kind_flag else 'struct'}"
-    elif k == Kind.FUNC:
-        out += f" type_id={t.type} linkage={_LINKAGE[t.linkage]}"
-    elif k == Kind.FUNC_PROTO:
-        out += f" ret_type_id={t.type} vlen={t.vlen}"
-        for p in t.params:
-            out += f"\n\t'{p.name or '(anon)'}' type_id={p.type_id}"
-    elif k == Kind.VAR:
-        out += f" type_id={t.type}, linkage={_LINKAGE[t.linkage]}"
-    elif k == Kind.DATASEC:
-        out += f" size={t.size} vlen={t.vlen}"
-        for s in t.secinfos:
-            out += f"\n\ttype_id={s.type_id} offset={s.offset} size={s.size} ({b.kind(s.type_id).name} " \
-                   f"'{b.name(s.type_id)}')"
-    elif k == Kind.FLOAT:
-        out += f" size={t.size}"
-    elif k == Kind.DECL_TAG:
-        out += f" type_id={t.type} component_idx={t.component_idx}"
+    out = f"[{t.id}] {t.kind.name} '{t.name or '(anon)'}'"
+    match t:
+        case Int():
+            out += (f" size={t.size} bits_offset={t.bit_offset} nr_bits={t.bits} "
+                    f"encoding={_INT_ENC.get(int(t.encoding), 'UNKN')}")
+        case Pointer() | Const() | Volatile() | Restrict() | Typedef() | TypeTag():
+            out += f" type_id={t.type_id}"
+        case Array():
+            out += f" type_id={t.type_id} index_type_id={t.index_type_id} nr_elems={t.nelems}"
+        case Struct() | Union():
+            out += f" size={t.size} vlen={len(t.members)}"
+            for m in t.members:
+                out += f"\n\t'{m.name or '(anon)'}' type_id={m.type_id} bits_offset={m.bit_offset}"
+                if m.bitfield_size:
+                    out += f" bitfield_size={m.bitfield_size}"
+        case Enum() | Enum64():
+            out += f" encoding={'SIGNED' if t.signed else 'UNSIGNED'} size={t.size} vlen={len(t.values)}"
+            suffix = ("LL" if t.signed else "ULL") if isinstance(t, Enum64) else ""
+            for v in t.values:
+                out += f"\n\t'{v.name or '(anon)'}' val={v.value}{suffix}"
+        case Fwd():
+            out += f" fwd_kind={'union' if t.fwd_kind == FwdKind.UNION else 'struct'}"
+        case Func():
+            out += f" type_id={t.type_id} linkage={_LINKAGE[t.linkage]}"
+        case FuncProto():
+            out += f" ret_type_id={t.return_type_id} vlen={len(t.params)}"
+            for p in t.params:
+                out += f"\n\t'{p.name or '(anon)'}' type_id={p.type_id}"
+        case Var():
+            out += f" type_id={t.type_id}, linkage={_LINKAGE[t.linkage]}"
+        case Datasec():
+            out += f" size={t.size} vlen={len(t.vars)}"
+            for s in t.vars:
+                out += f"\n\ttype_id={s.type_id} offset={s.offset} size={s.size} ({b.kind(s.type_id).name} " \
+                       f"'{b.name(s.type_id)}')"
+        case Float():
+            out += f" size={t.size}"
+        case DeclTag():
+            out += f" type_id={t.type_id} component_idx={t.component_idx}"
     return out
 
 
@@ -377,6 +380,7 @@ def corrupt(data: bytes, b: Btf, what: str) -> bytes:
     list_head = b._offsets[b.find("struct list_head") - 1]
     ptr_id = next(i for i in range(1, len(b)) if b.kind(i) == Kind.PTR)
     ptr = b._offsets[ptr_id - 1]
+    func = b._offsets[b.function("tcp_v4_rcv").id - 1]
     if what == "version":
         data[2] = 2
     elif what == "kind":
@@ -389,6 +393,8 @@ def corrupt(data: bytes, b: Btf, what: str) -> bytes:
         data[list_head + 16:list_head + 20] = struct.pack("<I", 0x7FFFFFFF)
     elif what == "loop":
         data[ptr + 8:ptr + 12] = struct.pack("<I", ptr_id)  # a pointer to itself
+    elif what == "linkage":
+        data[func + 4:func + 6] = b"\x07\x00"  # a FUNC's vlen is its linkage: 7 is none
     elif what == "strings":
         data[-1] = ord("x")
     elif what == "str_len":
@@ -396,7 +402,8 @@ def corrupt(data: bytes, b: Btf, what: str) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("what", ["version", "kind", "vlen", "name", "member_type", "loop", "strings", "str_len"])
+@pytest.mark.parametrize("what", ["version", "kind", "vlen", "name", "member_type", "loop", "linkage", "strings",
+                                  "str_len"])
 def test_corrupted(btf, tmp_path, what):
     path = tmp_path / "vmlinux"
     path.write_bytes(corrupt(Path(VMLINUX).read_bytes(), btf, what))

@@ -8,6 +8,7 @@ import random
 import shutil
 import struct
 import subprocess
+import typing
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import needs
 from netprof.asm.helpers import Helper
 from netprof.loader.btf import (
     VMLINUX, Array, Btf, BtfError, Const, Datasec, DeclTag, Enum, Enum64, Float, Func, FuncLinkage, FuncProto, Fwd,
-    FwdKind, Int, Kind, Pointer, Restrict, Struct, Typedef, TypeTag, Union, Var, Volatile, vmlinux,
+    FwdKind, Int, Kind, Pointer, Restrict, Struct, Type, Typedef, TypeTag, Union, Var, Volatile, Void, vmlinux,
 )
 
 SYSFS = Path("/sys/kernel/btf")
@@ -104,6 +105,54 @@ def test_every_type_decodes_as_bpftool_prints_it(btf, raw_dump):
         for n, (a, b) in enumerate(zip(ours.splitlines(), theirs.splitlines(), strict=False)):
             assert a == b, f"line {n + 1} differs from bpftool"
     assert ours == theirs
+
+
+# ---- one class per kind -----------------------------------------------------------------------
+
+CLASSES: dict[Kind, type] = {
+    Kind.UNKN: Void, Kind.INT: Int, Kind.PTR: Pointer, Kind.ARRAY: Array, Kind.STRUCT: Struct, Kind.UNION: Union,
+    Kind.ENUM: Enum, Kind.FWD: Fwd, Kind.TYPEDEF: Typedef, Kind.VOLATILE: Volatile, Kind.CONST: Const,
+    Kind.RESTRICT: Restrict, Kind.FUNC: Func, Kind.FUNC_PROTO: FuncProto, Kind.VAR: Var, Kind.DATASEC: Datasec,
+    Kind.FLOAT: Float, Kind.DECL_TAG: DeclTag, Kind.TYPE_TAG: TypeTag, Kind.ENUM64: Enum64,
+}
+
+
+def test_type_is_one_class_per_kind():
+    classes = typing.get_args(Type)
+    assert set(classes) == set(CLASSES.values()) and len(classes) == len(Kind)
+    for kind, cls in CLASSES.items():
+        assert cls.kind == kind, cls
+
+
+def test_a_type_of_each_kind_in_vmlinux_decodes_to_its_class(btf):
+    first: dict[Kind, int] = {}
+    for i in range(btf.first_id, len(btf)):
+        first.setdefault(btf.kind(i), i)
+    # every kind this kernel's BTF has (on 6.x kernels with pahole >= 1.23: all of them)
+    assert {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD, Kind.TYPEDEF,
+            Kind.VOLATILE, Kind.CONST, Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DATASEC} <= set(first)
+    for kind, type_id in first.items():
+        t = btf.type(type_id)
+        assert type(t) is CLASSES[kind] and t.kind == kind and t.id == type_id and t.name == btf.name(type_id)
+    assert btf.type(0) == Void() and btf.type(0).kind == Kind.UNKN
+
+
+def test_classes_carry_their_kinds_fields(btf):
+    sk_buff = btf.type(btf.find("struct sk_buff"))
+    assert isinstance(sk_buff, Struct) and sk_buff.size == btf.size_of("struct sk_buff")
+    assert "len" in [m.name for m in sk_buff.members]
+    func = btf.type(btf.function("tcp_v4_rcv").id)
+    assert isinstance(func, Func) and isinstance(func.linkage, FuncLinkage) and func.name == "tcp_v4_rcv"
+    proto = btf.type(func.type_id)
+    assert isinstance(proto, FuncProto) and [p.name for p in proto.params] == ["skb"] and not proto.variadic
+    enum = btf.type(btf.find("enum bpf_func_id"))
+    assert isinstance(enum, Enum) and enum.values[1].name == "BPF_FUNC_map_lookup_elem" and enum.values[1].value == 1
+    u32 = btf.type(btf.resolve(btf.find("u32")))
+    assert isinstance(u32, Int) and (u32.size, u32.bits, u32.signed) == (4, 32, False)
+    cb = btf.type(btf.member("struct sk_buff", "cb").type_id)
+    assert isinstance(cb, Array) and cb.nelems == 48
+    typedef = btf.type(btf.find("u32"))
+    assert isinstance(typedef, Typedef) and btf.resolve(typedef.id) == u32.id
 
 
 def bpftool_types(raw: str) -> dict[int, tuple[str, str, list[tuple[str, int, int]]]]:

@@ -8,6 +8,7 @@ import random
 import shutil
 import struct
 import subprocess
+import typing
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,10 @@ import pytest
 import needs
 
 from netprof.asm.helpers import Helper
-from netprof.loader.btf import VMLINUX, Btf, BtfError, FuncLinkage, Kind, vmlinux
+from netprof.loader.btf import (
+    VMLINUX, Array, Btf, BtfError, Const, Datasec, DeclTag, Enum, Enum64, Float, Func, FuncLinkage, FuncProto, Fwd,
+    FwdKind, Int, Kind, Pointer, Restrict, Struct, Type, Typedef, TypeTag, Union, Var, Volatile, Void, vmlinux,
+)
 
 SYSFS = Path("/sys/kernel/btf")
 
@@ -52,45 +56,45 @@ _LINKAGE = {0: "static", 1: "global", 2: "extern"}
 def raw_lines(b: Btf, type_id: int) -> str:
     """One type as ``bpftool btf dump ... format raw`` prints it (bpftool's dump_btf_type)."""
     t = b.type(type_id)
-    k = t.kind
-    out = f"[{t.id}] {k.name} '{t.name or '(anon)'}'"
-    if k == Kind.INT:
-        out += (f" size={t.size} bits_offset={t.bit_offset} nr_bits={t.bits} "
-                f"encoding={_INT_ENC.get(int(t.encoding), 'UNKN')}")
-    elif k in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPEDEF, Kind.TYPE_TAG):
-        out += f" type_id={t.type}"
-    elif k == Kind.ARRAY:
-        out += f" type_id={t.array.type_id} index_type_id={t.array.index_type_id} nr_elems={t.array.nelems}"
-    elif k in (Kind.STRUCT, Kind.UNION):
-        out += f" size={t.size} vlen={t.vlen}"
-        for m in t.members:
-            out += f"\n\t'{m.name or '(anon)'}' type_id={m.type_id} bits_offset={m.bit_offset}"
-            if m.bitfield_size:
-                out += f" bitfield_size={m.bitfield_size}"
-    elif k in (Kind.ENUM, Kind.ENUM64):
-        out += f" encoding={'SIGNED' if t.kind_flag else 'UNSIGNED'} size={t.size} vlen={t.vlen}"
-        suffix = ("LL" if t.kind_flag else "ULL") if k == Kind.ENUM64 else ""
-        for name, value in t.values.items():
-            out += f"\n\t'{name or '(anon)'}' val={value}{suffix}"
-    elif k == Kind.FWD:
-        out += f" fwd_kind={'union' if t.kind_flag else 'struct'}"
-    elif k == Kind.FUNC:
-        out += f" type_id={t.type} linkage={_LINKAGE[t.linkage]}"
-    elif k == Kind.FUNC_PROTO:
-        out += f" ret_type_id={t.type} vlen={t.vlen}"
-        for p in t.params:
-            out += f"\n\t'{p.name or '(anon)'}' type_id={p.type_id}"
-    elif k == Kind.VAR:
-        out += f" type_id={t.type}, linkage={_LINKAGE[t.linkage]}"
-    elif k == Kind.DATASEC:
-        out += f" size={t.size} vlen={t.vlen}"
-        for s in t.secinfos:
-            out += f"\n\ttype_id={s.type_id} offset={s.offset} size={s.size} ({b.kind(s.type_id).name} " \
-                   f"'{b.name(s.type_id)}')"
-    elif k == Kind.FLOAT:
-        out += f" size={t.size}"
-    elif k == Kind.DECL_TAG:
-        out += f" type_id={t.type} component_idx={t.component_idx}"
+    out = f"[{t.id}] {t.kind.name} '{t.name or '(anon)'}'"
+    match t:
+        case Int():
+            out += (f" size={t.size} bits_offset={t.bit_offset} nr_bits={t.bits} "
+                    f"encoding={_INT_ENC.get(int(t.encoding), 'UNKN')}")
+        case Pointer() | Const() | Volatile() | Restrict() | Typedef() | TypeTag():
+            out += f" type_id={t.type_id}"
+        case Array():
+            out += f" type_id={t.type_id} index_type_id={t.index_type_id} nr_elems={t.nelems}"
+        case Struct() | Union():
+            out += f" size={t.size} vlen={len(t.members)}"
+            for m in t.members:
+                out += f"\n\t'{m.name or '(anon)'}' type_id={m.type_id} bits_offset={m.bit_offset}"
+                if m.bitfield_size:
+                    out += f" bitfield_size={m.bitfield_size}"
+        case Enum() | Enum64():
+            out += f" encoding={'SIGNED' if t.signed else 'UNSIGNED'} size={t.size} vlen={len(t.values)}"
+            suffix = ("LL" if t.signed else "ULL") if isinstance(t, Enum64) else ""
+            for v in t.values:
+                out += f"\n\t'{v.name or '(anon)'}' val={v.value}{suffix}"
+        case Fwd():
+            out += f" fwd_kind={'union' if t.fwd_kind == FwdKind.UNION else 'struct'}"
+        case Func():
+            out += f" type_id={t.type_id} linkage={_LINKAGE[t.linkage]}"
+        case FuncProto():
+            out += f" ret_type_id={t.return_type_id} vlen={len(t.params)}"
+            for p in t.params:
+                out += f"\n\t'{p.name or '(anon)'}' type_id={p.type_id}"
+        case Var():
+            out += f" type_id={t.type_id}, linkage={_LINKAGE[t.linkage]}"
+        case Datasec():
+            out += f" size={t.size} vlen={len(t.vars)}"
+            for s in t.vars:
+                out += f"\n\ttype_id={s.type_id} offset={s.offset} size={s.size} ({b.kind(s.type_id).name} " \
+                       f"'{b.name(s.type_id)}')"
+        case Float():
+            out += f" size={t.size}"
+        case DeclTag():
+            out += f" type_id={t.type_id} component_idx={t.component_idx}"
     return out
 
 
@@ -101,6 +105,54 @@ def test_every_type_decodes_as_bpftool_prints_it(btf, raw_dump):
         for n, (a, b) in enumerate(zip(ours.splitlines(), theirs.splitlines(), strict=False)):
             assert a == b, f"line {n + 1} differs from bpftool"
     assert ours == theirs
+
+
+# ---- one class per kind -----------------------------------------------------------------------
+
+CLASSES: dict[Kind, type] = {
+    Kind.UNKN: Void, Kind.INT: Int, Kind.PTR: Pointer, Kind.ARRAY: Array, Kind.STRUCT: Struct, Kind.UNION: Union,
+    Kind.ENUM: Enum, Kind.FWD: Fwd, Kind.TYPEDEF: Typedef, Kind.VOLATILE: Volatile, Kind.CONST: Const,
+    Kind.RESTRICT: Restrict, Kind.FUNC: Func, Kind.FUNC_PROTO: FuncProto, Kind.VAR: Var, Kind.DATASEC: Datasec,
+    Kind.FLOAT: Float, Kind.DECL_TAG: DeclTag, Kind.TYPE_TAG: TypeTag, Kind.ENUM64: Enum64,
+}
+
+
+def test_type_is_one_class_per_kind():
+    classes = typing.get_args(Type)
+    assert set(classes) == set(CLASSES.values()) and len(classes) == len(Kind)
+    for kind, cls in CLASSES.items():
+        assert cls.kind == kind, cls
+
+
+def test_a_type_of_each_kind_in_vmlinux_decodes_to_its_class(btf):
+    first: dict[Kind, int] = {}
+    for i in range(btf.first_id, len(btf)):
+        first.setdefault(btf.kind(i), i)
+    # every kind this kernel's BTF has (on 6.x kernels with pahole >= 1.23: all of them)
+    assert {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD, Kind.TYPEDEF,
+            Kind.VOLATILE, Kind.CONST, Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DATASEC} <= set(first)
+    for kind, type_id in first.items():
+        t = btf.type(type_id)
+        assert type(t) is CLASSES[kind] and t.kind == kind and t.id == type_id and t.name == btf.name(type_id)
+    assert btf.type(0) == Void() and btf.type(0).kind == Kind.UNKN
+
+
+def test_classes_carry_their_kinds_fields(btf):
+    sk_buff = btf.type(btf.find("struct sk_buff"))
+    assert isinstance(sk_buff, Struct) and sk_buff.size == btf.size_of("struct sk_buff")
+    assert "len" in [m.name for m in sk_buff.members]
+    func = btf.type(btf.function("tcp_v4_rcv").id)
+    assert isinstance(func, Func) and isinstance(func.linkage, FuncLinkage) and func.name == "tcp_v4_rcv"
+    proto = btf.type(func.type_id)
+    assert isinstance(proto, FuncProto) and [p.name for p in proto.params] == ["skb"] and not proto.variadic
+    enum = btf.type(btf.find("enum bpf_func_id"))
+    assert isinstance(enum, Enum) and enum.values[1].name == "BPF_FUNC_map_lookup_elem" and enum.values[1].value == 1
+    u32 = btf.type(btf.resolve(btf.find("u32")))
+    assert isinstance(u32, Int) and (u32.size, u32.bits, u32.signed) == (4, 32, False)
+    cb = btf.type(btf.member("struct sk_buff", "cb").type_id)
+    assert isinstance(cb, Array) and cb.nelems == 48
+    typedef = btf.type(btf.find("u32"))
+    assert isinstance(typedef, Typedef) and btf.resolve(typedef.id) == u32.id
 
 
 def bpftool_types(raw: str) -> dict[int, tuple[str, str, list[tuple[str, int, int]]]]:
@@ -377,6 +429,7 @@ def corrupt(data: bytes, b: Btf, what: str) -> bytes:
     list_head = b._offsets[b.find("struct list_head") - 1]
     ptr_id = next(i for i in range(1, len(b)) if b.kind(i) == Kind.PTR)
     ptr = b._offsets[ptr_id - 1]
+    func = b._offsets[b.function("tcp_v4_rcv").id - 1]
     if what == "version":
         data[2] = 2
     elif what == "kind":
@@ -389,6 +442,8 @@ def corrupt(data: bytes, b: Btf, what: str) -> bytes:
         data[list_head + 16:list_head + 20] = struct.pack("<I", 0x7FFFFFFF)
     elif what == "loop":
         data[ptr + 8:ptr + 12] = struct.pack("<I", ptr_id)  # a pointer to itself
+    elif what == "linkage":
+        data[func + 4:func + 6] = b"\x07\x00"  # a FUNC's vlen is its linkage: 7 is none
     elif what == "strings":
         data[-1] = ord("x")
     elif what == "str_len":
@@ -396,7 +451,8 @@ def corrupt(data: bytes, b: Btf, what: str) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("what", ["version", "kind", "vlen", "name", "member_type", "loop", "strings", "str_len"])
+@pytest.mark.parametrize("what", ["version", "kind", "vlen", "name", "member_type", "loop", "linkage", "strings",
+                                  "str_len"])
 def test_corrupted(btf, tmp_path, what):
     path = tmp_path / "vmlinux"
     path.write_bytes(corrupt(Path(VMLINUX).read_bytes(), btf, what))

@@ -2,8 +2,9 @@
 function prototypes and enums, for the running kernel, without clang, libbpf or kernel headers.
 
 Loading makes one pass that records where each type record starts; names are indexed on the first
-by-name lookup and a type's details are decoded only when asked. Layouts follow
-include/uapi/linux/btf.h (struct btf_header, struct btf_type and the per-kind trailing records).
+by-name lookup and a type's details are decoded only when asked, into one class per kind (Int, Pointer,
+Struct, ..., as cilium/ebpf's btf/types.go has them). Layouts follow include/uapi/linux/btf.h
+(struct btf_header, struct btf_type and the per-kind trailing records).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import functools
 import re
 import struct
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from pathlib import Path
+from typing import ClassVar, TypeAlias
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 SYSFS_BTF = "/sys/kernel/btf"
@@ -92,6 +95,13 @@ class VarLinkage(IntEnum):
     GLOBAL_EXTERN = 2
 
 
+class FwdKind(IntEnum):
+    """What a ``BTF_KIND_FWD`` declares: its kind_flag (include/uapi/linux/btf.h)."""
+
+    STRUCT = 0
+    UNION = 1
+
+
 # Bytes of trailing data after struct btf_type: fixed part and per-vlen part, indexed by kind.
 _FIXED = (0, 4, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0)
 _PER_VLEN = (0, 0, 0, 0, 12, 12, 8, 0, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 12)
@@ -109,6 +119,11 @@ _KIND_WORD = {Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum", Kin
 _SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\s*\d+\s*\])*)")
 
 
+# ---- one class per kind, as cilium/ebpf's btf/types.go has them ---------------------------------
+# Each holds what its kind's struct btf_type and trailing records carry (include/uapi/linux/btf.h).
+# A type refers to others by id (``type_id`` and the like): Btf.type(id) decodes them when asked.
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """One ``struct btf_member`` of a struct or union; ``name`` is "" for an anonymous member."""
@@ -121,19 +136,18 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One ``struct btf_param`` of a function prototype; a trailing ("", 0) means "...".'"""
+    """One ``struct btf_param`` of a function prototype; a trailing ("", 0) means "..."."""
 
     name: str
     type_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Array:
-    """``struct btf_array``: element type, index type and element count."""
+class EnumValue:
+    """One ``struct btf_enum`` or ``struct btf_enum64``: an enumerator and its value."""
 
-    type_id: int
-    index_type_id: int
-    nelems: int
+    name: str
+    value: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,34 +160,239 @@ class VarSecinfo:
 
 
 @dataclass(frozen=True, slots=True)
-class BtfType:
-    """One decoded BTF type; fields that do not apply to its kind are None."""
+class Void:
+    """Type id 0, which no record describes: void."""
 
+    kind: ClassVar[Kind] = Kind.UNKN
+    id: int = 0
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Int:
+    """``BTF_KIND_INT``: an integer of ``size`` bytes, ``bits`` wide from ``bit_offset`` (the __u32 after
+    struct btf_type: BTF_INT_ENCODING, BTF_INT_OFFSET, BTF_INT_BITS)."""
+
+    kind: ClassVar[Kind] = Kind.INT
     id: int
-    kind: Kind
     name: str
-    kind_flag: bool
-    vlen: int
-    size: int | None = None  # INT, FLOAT, STRUCT, UNION, ENUM, ENUM64, DATASEC
-    type: int | None = None  # referenced id: PTR, TYPEDEF, qualifiers, FUNC, VAR, DECL_TAG,
-    #                          TYPE_TAG; the return type of a FUNC_PROTO; the element of an ARRAY
-    members: tuple[Member, ...] | None = None  # STRUCT, UNION
-    values: dict[str, int] | None = None  # ENUM, ENUM64
-    params: tuple[Param, ...] | None = None  # FUNC_PROTO
-    array: Array | None = None  # ARRAY
-    encoding: IntEncoding | None = None  # INT
-    bits: int | None = None  # INT
-    bit_offset: int | None = None  # INT
-    linkage: int | None = None  # FUNC (FuncLinkage), VAR (VarLinkage)
-    secinfos: tuple[VarSecinfo, ...] | None = None  # DATASEC
-    component_idx: int | None = None  # DECL_TAG: -1 for the whole declaration
+    size: int
+    encoding: IntEncoding
+    bit_offset: int
+    bits: int
 
     @property
     def signed(self) -> bool:
-        """For an enum, whether its values are signed (kind_flag); for an int, its SIGNED bit."""
-        if self.kind == Kind.INT:
-            return bool(self.encoding and self.encoding & IntEncoding.SIGNED)
-        return self.kind_flag
+        """Its BTF_INT_SIGNED bit."""
+        return bool(self.encoding & IntEncoding.SIGNED)
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """``BTF_KIND_PTR``: a pointer to ``type_id`` (0: void *)."""
+
+    kind: ClassVar[Kind] = Kind.PTR
+    id: int
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Array:
+    """``BTF_KIND_ARRAY`` (``struct btf_array``): ``nelems`` elements of ``type_id``, indexed by ``index_type_id``."""
+
+    kind: ClassVar[Kind] = Kind.ARRAY
+    id: int
+    name: str
+    type_id: int
+    index_type_id: int
+    nelems: int
+
+
+@dataclass(frozen=True, slots=True)
+class Struct:
+    """``BTF_KIND_STRUCT``: ``size`` bytes and its members, bit offsets from its start."""
+
+    kind: ClassVar[Kind] = Kind.STRUCT
+    id: int
+    name: str
+    size: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Union:
+    """``BTF_KIND_UNION``: ``size`` bytes and its members, bit offsets from its start."""
+
+    kind: ClassVar[Kind] = Kind.UNION
+    id: int
+    name: str
+    size: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Enum:
+    """``BTF_KIND_ENUM``: enumerators of up to 32 bits in ``size`` bytes; ``signed`` is its kind_flag."""
+
+    kind: ClassVar[Kind] = Kind.ENUM
+    id: int
+    name: str
+    size: int
+    signed: bool
+    values: tuple[EnumValue, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fwd:
+    """``BTF_KIND_FWD``: a struct or union declared but not defined here."""
+
+    kind: ClassVar[Kind] = Kind.FWD
+    id: int
+    name: str
+    fwd_kind: FwdKind
+
+
+@dataclass(frozen=True, slots=True)
+class Typedef:
+    """``BTF_KIND_TYPEDEF``: ``name`` for ``type_id``."""
+
+    kind: ClassVar[Kind] = Kind.TYPEDEF
+    id: int
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Volatile:
+    """``BTF_KIND_VOLATILE``: ``type_id``, volatile."""
+
+    kind: ClassVar[Kind] = Kind.VOLATILE
+    id: int
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """``BTF_KIND_CONST``: ``type_id``, const."""
+
+    kind: ClassVar[Kind] = Kind.CONST
+    id: int
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restrict:
+    """``BTF_KIND_RESTRICT``: ``type_id``, restrict."""
+
+    kind: ClassVar[Kind] = Kind.RESTRICT
+    id: int
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Func:
+    """``BTF_KIND_FUNC``: a function called ``name``; ``type_id`` is its FUNC_PROTO."""
+
+    kind: ClassVar[Kind] = Kind.FUNC
+    id: int
+    name: str
+    type_id: int
+    linkage: FuncLinkage
+
+
+@dataclass(frozen=True, slots=True)
+class FuncProto:
+    """``BTF_KIND_FUNC_PROTO``: a function's return type and parameters (0: void)."""
+
+    kind: ClassVar[Kind] = Kind.FUNC_PROTO
+    id: int
+    name: str
+    return_type_id: int
+    params: tuple[Param, ...]
+
+    @property
+    def variadic(self) -> bool:
+        """Whether it ends in "...": a last parameter with neither name nor type."""
+        return bool(self.params) and self.params[-1].type_id == 0 and not self.params[-1].name
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """``BTF_KIND_VAR`` (``struct btf_var``): a variable of ``type_id``."""
+
+    kind: ClassVar[Kind] = Kind.VAR
+    id: int
+    name: str
+    type_id: int
+    linkage: VarLinkage
+
+
+@dataclass(frozen=True, slots=True)
+class Datasec:
+    """``BTF_KIND_DATASEC``: a section of ``size`` bytes and the variables in it."""
+
+    kind: ClassVar[Kind] = Kind.DATASEC
+    id: int
+    name: str
+    size: int
+    vars: tuple[VarSecinfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Float:
+    """``BTF_KIND_FLOAT``: a floating-point type of ``size`` bytes."""
+
+    kind: ClassVar[Kind] = Kind.FLOAT
+    id: int
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeclTag:
+    """``BTF_KIND_DECL_TAG`` (``struct btf_decl_tag``): the tag ``name`` on ``type_id``, or, when
+    ``component_idx`` is not -1, on that member or parameter of it."""
+
+    kind: ClassVar[Kind] = Kind.DECL_TAG
+    id: int
+    name: str
+    type_id: int
+    component_idx: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypeTag:
+    """``BTF_KIND_TYPE_TAG``: ``type_id`` with the tag ``name`` (``__user``, ``__rcu``, ...)."""
+
+    kind: ClassVar[Kind] = Kind.TYPE_TAG
+    id: int
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Enum64:
+    """``BTF_KIND_ENUM64``: enumerators of up to 64 bits in ``size`` bytes; ``signed`` is its kind_flag."""
+
+    kind: ClassVar[Kind] = Kind.ENUM64
+    id: int
+    name: str
+    size: int
+    signed: bool
+    values: tuple[EnumValue, ...]
+
+
+# Any decoded type: match on the class (``case Struct(members=m)``) and the type checker knows its fields.
+Type: TypeAlias = (Void | Int | Pointer | Array | Struct | Union | Enum | Fwd | Typedef | Volatile | Const
+                   | Restrict | Func | FuncProto | Var | Datasec | Float | DeclTag | TypeTag | Enum64)
+_MODIFIER_TYPES = (Typedef, Volatile, Const, Restrict, TypeTag)  # the kinds resolve() looks through
+_VOID = Void()
+_FUNC_LINKAGES = frozenset(FuncLinkage)
+_VAR_LINKAGES = frozenset(VarLinkage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +443,7 @@ def _kind_word(kind: Kind | None) -> str:
     return "type" if kind is None else _KIND_WORD.get(kind, kind.name.lower())
 
 
-def _close(word: str, candidates) -> str:
+def _close(word: str, candidates: Iterable[str]) -> str:
     """"'a', 'b' or 'c'": the names closest to word, or "" when none is close."""
     quoted = [f"'{m}'" for m in difflib.get_close_matches(word, candidates, n=3, cutoff=0.75)]
     if len(quoted) <= 1:
@@ -232,7 +451,7 @@ def _close(word: str, candidates) -> str:
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-def _did_you_mean(word: str, candidates) -> str:
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """" (did you mean 'a' or 'b'?)" for close matches of word, or ""."""
     close = _close(word, candidates)
     return f" (did you mean {close}?)" if close else ""
@@ -245,6 +464,14 @@ class Btf:
     (a module's ids continue after its base's).
     """
 
+    # Set by _parse_header() and _scan().
+    _types_start: int
+    _types_end: int
+    _strings: str  # the string section, latin-1 decoded
+    _str_len_total: int  # string bytes in this file and its base: where a split file's strings would start
+    _offsets: array[int]  # where each type's record starts, by id - first_id
+    _kinds: bytearray  # each type's kind, by id - first_id
+
     def __init__(self, data: bytes, path: str = "<bytes>", base: Btf | None = None):
         """Parse the header and record where each type starts; ``data`` is the whole BTF file."""
         self.path = str(path)
@@ -254,8 +481,9 @@ class Btf:
         self._str_start = base._str_len_total if base is not None else 0
         self._parse_header()
         self._scan()
+        # name -> id, or ids when several types share the name (most names are unique: no list for them)
         self._names: dict[str, int | list[int]] | None = None
-        self._cache: dict[int, BtfType] = {}
+        self._cache: dict[int, Type] = {}
 
     # ---- loading -------------------------------------------------------------------------------
 
@@ -364,7 +592,7 @@ class Btf:
         return self._first_id
 
     def _string(self, off: int, owner: int) -> str:
-        if off < self._str_start:
+        if self.base is not None and off < self._str_start:
             return self.base._string(off, owner)
         local = off - self._str_start
         s = self._strings
@@ -382,100 +610,120 @@ class Btf:
     def kind(self, type_id: int) -> Kind:
         """The kind of a type id, without decoding it (void, id 0, is ``Kind.UNKN``)."""
         self._check_id(type_id)
-        if type_id < self._first_id:
-            return self.base.kind(type_id) if type_id else Kind.UNKN
+        if type_id == 0:
+            return Kind.UNKN
+        if self.base is not None and type_id < self._first_id:
+            return self.base.kind(type_id)
         return Kind(self._kinds[type_id - self._first_id])
 
     def name(self, type_id: int) -> str:
         """A type's own name ("" if anonymous), without decoding the rest of it."""
         self._check_id(type_id)
-        if type_id < self._first_id:
-            return self.base.name(type_id) if type_id else ""
+        if type_id == 0:
+            return ""
+        if self.base is not None and type_id < self._first_id:
+            return self.base.name(type_id)
         name_off = _U32.unpack_from(self._data, self._offsets[type_id - self._first_id])[0]
         return self._string(name_off, type_id) if name_off else ""
 
-    def type(self, type_id: int) -> BtfType:
-        """Decode one type with everything its kind carries (id 0 is void)."""
+    def type(self, type_id: int) -> Type:
+        """Decode one type into the class of its kind, with everything its kind carries (id 0 is Void)."""
         self._check_id(type_id)
-        if type_id < self._first_id:
-            if type_id == 0:
-                return BtfType(0, Kind.UNKN, "void", False, 0)
+        if type_id == 0:
+            return _VOID
+        if self.base is not None and type_id < self._first_id:
             return self.base.type(type_id)
         cached = self._cache.get(type_id)
         if cached is None:
             cached = self._cache[type_id] = self._decode(type_id)
         return cached
 
-    def _decode(self, type_id: int) -> BtfType:
+    def _decode(self, type_id: int) -> Type:
         data = self._data
         off = self._offsets[type_id - self._first_id]
         name_off, info, size_type = _TYPE.unpack_from(data, off)
-        kind = Kind((info >> 24) & 0x1F)
+        kind = (info >> 24) & 0x1F
         kflag = bool(info >> 31)
         vlen = info & 0xFFFF
-        name = self._string(name_off, type_id) if name_off else ""
-        tail = off + 12
-        common = {"id": type_id, "kind": kind, "name": name, "kind_flag": kflag, "vlen": vlen}
         s = self._string
-        if kind == Kind.INT:
-            v = _U32.unpack_from(data, tail)[0]
-            return BtfType(**common, size=size_type, encoding=IntEncoding((v >> 24) & 0x0F),
-                           bit_offset=(v >> 16) & 0xFF, bits=v & 0xFF)
-        if kind in (Kind.STRUCT, Kind.UNION):
+        name = s(name_off, type_id) if name_off else ""
+        tail = off + 12
+        if kind == Kind.STRUCT or kind == Kind.UNION:
             members = []
             for i in range(vlen):
-                m_name, m_type, m_off = _3U32.unpack_from(data, tail + 12 * i)
-                m_name = s(m_name, type_id) if m_name else ""
+                m_name_off, m_type, m_off = _3U32.unpack_from(data, tail + 12 * i)
+                m_name = s(m_name_off, type_id) if m_name_off else ""
                 if kflag:
                     members.append(Member(m_name, m_type, m_off & 0xFFFFFF, m_off >> 24))
                 else:
                     members.append(Member(m_name, m_type, m_off, 0))
-            return BtfType(**common, size=size_type, members=tuple(members))
-        if kind == Kind.ENUM:
-            values = {}
-            for i in range(vlen):
-                e_name, e_val = _ENUM.unpack_from(data, tail + 8 * i)
-                values[s(e_name, type_id) if e_name else ""] = e_val if kflag else e_val & 0xFFFFFFFF
-            return BtfType(**common, size=size_type, values=values)
-        if kind == Kind.ENUM64:
-            values = {}
-            for i in range(vlen):
-                e_name, lo, hi = _3U32.unpack_from(data, tail + 12 * i)
-                v = (hi << 32) | lo
-                if kflag and v >= 1 << 63:
-                    v -= 1 << 64
-                values[s(e_name, type_id) if e_name else ""] = v
-            return BtfType(**common, size=size_type, values=values)
+            if kind == Kind.STRUCT:
+                return Struct(type_id, name, size_type, tuple(members))
+            return Union(type_id, name, size_type, tuple(members))
+        if kind == Kind.PTR:
+            return Pointer(type_id, name, size_type)
+        if kind == Kind.TYPEDEF:
+            return Typedef(type_id, name, size_type)
+        if kind == Kind.CONST:
+            return Const(type_id, name, size_type)
+        if kind == Kind.VOLATILE:
+            return Volatile(type_id, name, size_type)
+        if kind == Kind.RESTRICT:
+            return Restrict(type_id, name, size_type)
+        if kind == Kind.TYPE_TAG:
+            return TypeTag(type_id, name, size_type)
+        if kind == Kind.INT:
+            v = _U32.unpack_from(data, tail)[0]
+            return Int(type_id, name, size_type, IntEncoding((v >> 24) & 0x0F), (v >> 16) & 0xFF, v & 0xFF)
         if kind == Kind.ARRAY:
             elem, index, nelems = _3U32.unpack_from(data, tail)
-            return BtfType(**common, type=elem, array=Array(elem, index, nelems))
+            return Array(type_id, name, elem, index, nelems)
         if kind == Kind.FUNC_PROTO:
             params = []
             for i in range(vlen):
-                p_name, p_type = _2U32.unpack_from(data, tail + 8 * i)
-                params.append(Param(s(p_name, type_id) if p_name else "", p_type))
-            return BtfType(**common, type=size_type, params=tuple(params))
+                p_name_off, p_type = _2U32.unpack_from(data, tail + 8 * i)
+                params.append(Param(s(p_name_off, type_id) if p_name_off else "", p_type))
+            return FuncProto(type_id, name, size_type, tuple(params))
         if kind == Kind.FUNC:
-            return BtfType(**common, type=size_type, linkage=vlen)
+            if vlen not in _FUNC_LINKAGES:
+                raise self._corrupt(f"function type id {type_id} has unknown linkage {vlen}")
+            return Func(type_id, name, size_type, FuncLinkage(vlen))
+        if kind == Kind.ENUM:
+            values = []
+            for i in range(vlen):
+                e_name_off, e_val = _ENUM.unpack_from(data, tail + 8 * i)
+                values.append(EnumValue(s(e_name_off, type_id) if e_name_off else "",
+                                        e_val if kflag else e_val & 0xFFFFFFFF))
+            return Enum(type_id, name, size_type, kflag, tuple(values))
+        if kind == Kind.ENUM64:
+            values = []
+            for i in range(vlen):
+                e_name_off, lo, hi = _3U32.unpack_from(data, tail + 12 * i)
+                v = (hi << 32) | lo
+                if kflag and v >= 1 << 63:
+                    v -= 1 << 64
+                values.append(EnumValue(s(e_name_off, type_id) if e_name_off else "", v))
+            return Enum64(type_id, name, size_type, kflag, tuple(values))
+        if kind == Kind.FWD:
+            return Fwd(type_id, name, FwdKind.UNION if kflag else FwdKind.STRUCT)
         if kind == Kind.VAR:
-            return BtfType(**common, type=size_type, linkage=_U32.unpack_from(data, tail)[0])
+            linkage = _U32.unpack_from(data, tail)[0]
+            if linkage not in _VAR_LINKAGES:
+                raise self._corrupt(f"variable type id {type_id} has unknown linkage {linkage}")
+            return Var(type_id, name, size_type, VarLinkage(linkage))
         if kind == Kind.DATASEC:
             secinfos = tuple(VarSecinfo(*_3U32.unpack_from(data, tail + 12 * i)) for i in range(vlen))
-            return BtfType(**common, size=size_type, secinfos=secinfos)
-        if kind == Kind.DECL_TAG:
-            return BtfType(**common, type=size_type, component_idx=_I32.unpack_from(data, tail)[0])
+            return Datasec(type_id, name, size_type, secinfos)
         if kind == Kind.FLOAT:
-            return BtfType(**common, size=size_type)
-        if kind == Kind.FWD:
-            return BtfType(**common)
-        return BtfType(**common, type=size_type)  # PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+            return Float(type_id, name, size_type)
+        if kind == Kind.DECL_TAG:
+            return DeclTag(type_id, name, size_type, _I32.unpack_from(data, tail)[0])
+        raise self._corrupt(f"type id {type_id} has unknown kind {kind}")  # _scan() let no other kind through
 
-    def _ref(self, t: BtfType, ref: int | None = None) -> int:
-        """The id a type points at (``t.type``, or ``ref`` for a member or parameter), checked to exist."""
-        if ref is None:
-            ref = t.type
-        if ref is None or ref >= len(self):
-            raise self._corrupt(f"type id {t.id} ({t.kind.name}) refers to type id {ref}, which does not exist")
+    def _ref(self, owner: Type, ref: int) -> int:
+        """``ref``, an id that ``owner`` (or one of its members or parameters) refers to, checked to exist."""
+        if ref >= len(self):
+            raise self._corrupt(f"type id {owner.id} ({owner.kind.name}) refers to type id {ref}, which does not exist")
         return ref
 
     # ---- by name -------------------------------------------------------------------------------
@@ -484,7 +732,7 @@ class Btf:
         """name -> id (or ids, when several types share a name), built on the first by-name lookup."""
         if self._names is None:
             names: dict[str, int | list[int]] = {}
-            data, strings, start = self._data, self._strings, self._str_start
+            data, strings, start, base = self._data, self._strings, self._str_start, self.base
             unpack, find = _U32.unpack_from, strings.find
             ascii_only = strings.isascii()
             type_id = self._first_id
@@ -492,7 +740,9 @@ class Btf:
                 name_off = unpack(data, off)[0]
                 if name_off:
                     local = name_off - start
-                    if 0 <= local:
+                    if base is not None and local < 0:
+                        name = base._string(name_off, type_id)
+                    else:
                         end = find("\0", local)
                         if end < 0:
                             raise self._corrupt(f"type id {type_id} names string offset {name_off}, "
@@ -500,12 +750,10 @@ class Btf:
                         name = strings[local:end]
                         if not ascii_only:
                             name = self._string(name_off, type_id)
-                    else:
-                        name = self.base._string(name_off, type_id)
                     prev = names.get(name)
                     if prev is None:
                         names[name] = type_id
-                    elif type(prev) is int:
+                    elif isinstance(prev, int):
                         names[name] = [prev, type_id]
                     else:
                         prev.append(type_id)
@@ -516,7 +764,7 @@ class Btf:
     def _ids_named(self, name: str) -> list[int]:
         """Ids of every type called ``name``: this file's first, then the base's."""
         got = self._index().get(name)
-        ids = [] if got is None else [got] if type(got) is int else list(got)
+        ids = [] if got is None else [got] if isinstance(got, int) else list(got)
         if self.base is not None:
             ids += self.base._ids_named(name)
         return ids
@@ -524,12 +772,12 @@ class Btf:
     def names(self, kind: Kind | None = None) -> set[str]:
         """Every type name (of one kind, if given), base included."""
         kinds = None if kind is None else _kinds_for(kind)
-        out = set()
+        out: set[str] = set()
         for name, got in self._index().items():
             if kinds is None:
                 out.add(name)
                 continue
-            for i in ([got] if type(got) is int else got):
+            for i in ([got] if isinstance(got, int) else got):
                 if self._kinds[i - self._first_id] in kinds:
                     out.add(name)
                     break
@@ -584,7 +832,10 @@ class Btf:
         for _ in range(_MAX_DEPTH):
             if type_id == 0 or self.kind(type_id) not in _MODIFIERS:
                 return type_id
-            type_id = self._ref(self.type(type_id))
+            t = self.type(type_id)
+            if not isinstance(t, _MODIFIER_TYPES):  # the kind said it was one
+                return type_id
+            type_id = self._ref(t, t.type_id)
         raise self._corrupt(f"the typedef/qualifier chain at type id {type_id} is circular")
 
     def size_of(self, id_or_name: int | str) -> int:
@@ -595,19 +846,20 @@ class Btf:
         if depth > _MAX_DEPTH:
             raise self._corrupt(f"the array chain at type id {type_id} is circular")
         type_id = self.resolve(type_id)
-        t = self.type(type_id)
-        if t.kind == Kind.PTR:
-            return POINTER_SIZE
-        if t.kind == Kind.VAR:
-            return self._size(self._ref(t), depth + 1)
-        if t.kind == Kind.ARRAY:
-            return t.array.nelems * self._size(self._ref(t), depth + 1)
-        if t.size is not None:
-            return t.size
-        if type_id == 0:
-            raise BtfError("void has no size")
-        raise BtfError(f"type id {type_id} ({self.type_name(type_id)}) is {_a(_kind_word(t.kind))}, "
-                       f"which has no size")
+        match self.type(type_id):
+            case Pointer():
+                return POINTER_SIZE
+            case Var() as var:
+                return self._size(self._ref(var, var.type_id), depth + 1)
+            case Array() as arr:
+                return arr.nelems * self._size(self._ref(arr, arr.type_id), depth + 1)
+            case Int() | Float() | Struct() | Union() | Enum() | Enum64() | Datasec() as sized:
+                return sized.size
+            case Void():
+                raise BtfError("void has no size")
+            case t:
+                raise BtfError(f"type id {type_id} ({self.type_name(type_id)}) is {_a(_kind_word(t.kind))}, "
+                               f"which has no size")
 
     def type_name(self, type_id: int) -> str:
         """The C spelling of a type: "struct sk_buff *", "const char *", "u32", "int (*)(void *)"."""
@@ -621,40 +873,43 @@ class Btf:
         if type_id == 0:
             return _join("void", decl)
         t = self.type(type_id)
-        k = t.kind
-        if k == Kind.PTR:
-            target = self._ref(t)
-            inner = "*" + decl
-            if target and self.kind(target) in (Kind.ARRAY, Kind.FUNC_PROTO):
-                inner = f"({inner})"
-            return self._declare(target, inner, depth + 1)
-        if k in _QUALIFIER:
-            target = self._ref(t)
-            if target and self.kind(target) == Kind.PTR:
-                return self._declare(target, f"{_QUALIFIER[k]} {decl}".rstrip(), depth + 1)
-            return f"{_QUALIFIER[k]} " + self._declare(target, decl, depth + 1)
-        if k == Kind.TYPE_TAG:
-            return self._declare(self._ref(t), decl, depth + 1)
-        if k == Kind.ARRAY:
-            return self._declare(self._ref(t), f"{decl}[{t.array.nelems}]", depth + 1)
-        if k == Kind.FUNC_PROTO:
-            return self._declare(self._ref(t), f"{decl}({self._param_list(t, depth)})", depth + 1)
-        if k == Kind.FUNC:
-            return self._declare(self._ref(t), decl or t.name, depth + 1)
-        if k == Kind.VAR:
-            return self._declare(self._ref(t), decl or t.name, depth + 1)
+        match t:
+            case Pointer():
+                target = self._ref(t, t.type_id)
+                inner = "*" + decl
+                if target and self.kind(target) in (Kind.ARRAY, Kind.FUNC_PROTO):
+                    inner = f"({inner})"
+                return self._declare(target, inner, depth + 1)
+            case Const() | Volatile() | Restrict():
+                target = self._ref(t, t.type_id)
+                word = _QUALIFIER[t.kind]
+                if target and self.kind(target) == Kind.PTR:
+                    return self._declare(target, f"{word} {decl}".rstrip(), depth + 1)
+                return f"{word} " + self._declare(target, decl, depth + 1)
+            case TypeTag():
+                return self._declare(self._ref(t, t.type_id), decl, depth + 1)
+            case Array():
+                return self._declare(self._ref(t, t.type_id), f"{decl}[{t.nelems}]", depth + 1)
+            case FuncProto():
+                return self._declare(self._ref(t, t.return_type_id), f"{decl}({self._param_list(t, depth)})",
+                                     depth + 1)
+            case Func() | Var():
+                return self._declare(self._ref(t, t.type_id), decl or t.name, depth + 1)
         name = t.name or "(anon)"
-        if k in (Kind.STRUCT, Kind.UNION):
-            base = f"{k.name.lower()} {name}"
-        elif k in (Kind.ENUM, Kind.ENUM64):
-            base = f"enum {name}"
-        elif k == Kind.FWD:
-            base = f"{'union' if t.kind_flag else 'struct'} {name}"
-        else:  # INT, FLOAT, TYPEDEF, DATASEC, DECL_TAG
-            base = name
+        match t:
+            case Struct():
+                base = f"struct {name}"
+            case Union():
+                base = f"union {name}"
+            case Enum() | Enum64():
+                base = f"enum {name}"
+            case Fwd():
+                base = f"{'union' if t.fwd_kind == FwdKind.UNION else 'struct'} {name}"
+            case _:  # Int, Float, Typedef, Datasec, DeclTag
+                base = name
         return _join(base, decl)
 
-    def _param_list(self, proto: BtfType, depth: int) -> str:
+    def _param_list(self, proto: FuncProto, depth: int) -> str:
         params = proto.params
         if not params:
             return "void"
@@ -667,35 +922,38 @@ class Btf:
 
     def function(self, name: str) -> Function:
         """A kernel function's BTF: its FUNC id (the fentry/fexit attach id), return type and arguments."""
-        ids = [i for i in self._ids_named(name) if self.kind(i) == Kind.FUNC]
-        if not ids:
+        funcs = [t for t in (self.type(i) for i in self._ids_named(name) if self.kind(i) == Kind.FUNC)
+                 if isinstance(t, Func)]
+        if not funcs:
             close = _close(name, self.names(Kind.FUNC))
             hint = f"; did you mean {close}?" if close else ""
             raise BtfError(f"kernel function '{name}' has no BTF entry (not in {self.path}: it may be inlined, "
                            f"static, or in a module){hint}")
-        func = self.type(ids[0])
-        proto_id = self._ref(func)
+        func = funcs[0]
+        proto_id = self._ref(func, func.type_id)
         proto = self.type(proto_id)
-        if proto.kind != Kind.FUNC_PROTO:
+        if not isinstance(proto, FuncProto):
             raise self._corrupt(f"function '{name}' (type id {func.id}) points at a {proto.kind.name}, "
                                 f"not a FUNC_PROTO")
         params = list(proto.params)
-        variadic = bool(params) and params[-1].type_id == 0 and not params[-1].name
+        variadic = proto.variadic
         if variadic:
             params.pop()
         for p in params:
             self._ref(proto, p.type_id)
-        ret = self._ref(proto)
+        ret = self._ref(proto, proto.return_type_id)
         return Function(
-            id=func.id, name=name, linkage=FuncLinkage(func.linkage) if func.linkage in (0, 1, 2) else func.linkage,
+            id=func.id, name=name, linkage=func.linkage,
             proto_id=proto_id, return_type_id=ret, return_type=self.type_name(ret),
             params=tuple((p.name, self.type_name(p.type_id)) for p in params),
             param_type_ids=tuple(p.type_id for p in params), variadic=variadic)
 
     def enum(self, name: str) -> dict[str, int]:
         """The enumerators of an enum ("bpf_func_id" or "enum bpf_func_id"), name -> value."""
-        type_id = self.find(name if name.startswith("enum ") else f"enum {name}")
-        return dict(self.type(type_id).values)
+        t = self.type(self.find(name if name.startswith("enum ") else f"enum {name}"))
+        if not isinstance(t, (Enum, Enum64)):  # find() gave an enum's id
+            raise self._corrupt(f"type id {t.id} ({t.kind.name}) was taken for an enum")
+        return {v.name: v.value for v in t.values}
 
     def member(self, struct: str | int, path: str) -> MemberInfo:
         """Where ``path`` ("len", "__sk_common.skc_family", "cb[4]") lies in a struct or union.
@@ -720,15 +978,16 @@ class Btf:
                 raise BtfError(f"'{seg}' in '{path}' is not a member name (write it like 'a.b[2].c')")
             field, indices = m.group(1), [int(x) for x in re.findall(r"\d+", m.group(2))]
             here = f"{top_name}.{done}" if done else top_name
-            if self.kind(cur) == Kind.PTR:
+            outer = self.type(cur)
+            if isinstance(outer, Pointer):
                 raise BtfError(f"'{done}' in {top_name} is a pointer ({self.type_name(cur)}): a pointer must be "
                                f"dereferenced by the probe (bpf_probe_read_kernel) before reading '{field}'")
-            if self.kind(cur) not in (Kind.STRUCT, Kind.UNION):
+            if not isinstance(outer, (Struct, Union)):
                 raise BtfError(f"'{done}' in {top_name} is {self.type_name(cur)}, not a struct or union, "
                                f"so it has no member '{field}'")
-            found = self._find_member(cur, field, 0)
+            found = self._find_member(outer, field, 0)
             if found is None:
-                hint = _did_you_mean(field, self._member_names(cur, 0))
+                hint = _did_you_mean(field, self._member_names(outer, 0))
                 raise BtfError(f"{self.type_name(cur) if done else top_name} has no member '{field}'"
                                f"{f' (at {here})' if done else ''}{hint}")
             mem, at, owner = found
@@ -738,23 +997,22 @@ class Btf:
             done = f"{done}.{field}" if done else field
             if not bitfield:
                 legacy = self.type(self.resolve(mtype))
-                if legacy.kind == Kind.INT and legacy.bits < legacy.size * 8:
+                if isinstance(legacy, Int) and legacy.bits < legacy.size * 8:
                     bitfield = legacy.bits  # bitfield in the old (kind_flag 0) encoding
                     bits += legacy.bit_offset
             cur = self.resolve(mtype)
             for idx in indices:
-                kind = self.kind(cur)
-                if kind == Kind.PTR:
+                arr = self.type(cur)
+                if isinstance(arr, Pointer):
                     raise BtfError(f"'{done}' in {top_name} is a pointer ({self.type_name(cur)}): a pointer must "
                                    f"be dereferenced by the probe (bpf_probe_read_kernel) before indexing it")
-                if kind != Kind.ARRAY:
+                if not isinstance(arr, Array):
                     raise BtfError(f"'{done}' in {top_name} is {self.type_name(cur)}, not an array, "
                                    f"so it cannot be indexed with [{idx}]")
-                arr = self.type(cur)
-                if arr.array.nelems and idx >= arr.array.nelems:
+                if arr.nelems and idx >= arr.nelems:
                     raise BtfError(f"index {idx} is out of range for '{done}' in {top_name} "
-                                   f"({self.type_name(cur)} has {arr.array.nelems} elements)")
-                mtype = self._ref(arr)
+                                   f"({self.type_name(cur)} has {arr.nelems} elements)")
+                mtype = self._ref(arr, arr.type_id)
                 bits += idx * self.size_of(mtype) * 8
                 done += f"[{idx}]"
                 cur = self.resolve(mtype)
@@ -771,34 +1029,34 @@ class Btf:
         """Byte offset of ``path`` inside a struct: ``member(struct, path).offset``."""
         return self.member(struct, path).offset
 
-    def _find_member(self, struct_id: int, name: str, depth: int) -> tuple[Member, int, BtfType] | None:
+    def _find_member(self, owner: Struct | Union, name: str,
+                     depth: int) -> tuple[Member, int, Struct | Union] | None:
         """The member called ``name``, looking through anonymous members: it, its bit offset, its struct."""
         if depth > _MAX_DEPTH:
-            raise self._corrupt(f"anonymous members of type id {struct_id} nest too deep or are circular")
-        t = self.type(struct_id)
-        for m in t.members:
+            raise self._corrupt(f"anonymous members of type id {owner.id} nest too deep or are circular")
+        for m in owner.members:
             if m.name == name:
-                return m, m.bit_offset, t
-        for m in t.members:
+                return m, m.bit_offset, owner
+        for m in owner.members:
             if not m.name:
-                inner = self.resolve(self._ref(t, m.type_id))
-                if self.kind(inner) in (Kind.STRUCT, Kind.UNION):
+                inner = self.type(self.resolve(self._ref(owner, m.type_id)))
+                if isinstance(inner, (Struct, Union)):
                     found = self._find_member(inner, name, depth + 1)
                     if found is not None:
                         return found[0], m.bit_offset + found[1], found[2]
         return None
 
-    def _member_names(self, struct_id: int, depth: int) -> list[str]:
+    def _member_names(self, owner: Struct | Union, depth: int) -> list[str]:
         """Names reachable from a struct without a dot (through anonymous members)."""
         if depth > _MAX_DEPTH:
             return []
         names = []
-        for m in self.type(struct_id).members:
+        for m in owner.members:
             if m.name:
                 names.append(m.name)
             elif 0 <= m.type_id < len(self):
-                inner = self.resolve(m.type_id)
-                if self.kind(inner) in (Kind.STRUCT, Kind.UNION):
+                inner = self.type(self.resolve(m.type_id))
+                if isinstance(inner, (Struct, Union)):
                     names += self._member_names(inner, depth + 1)
         return names
 

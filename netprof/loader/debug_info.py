@@ -85,8 +85,9 @@ def subprogram_starts(linked: LinkedProgram) -> list[int] | None:
     reference points outside the program (the verifier will say so)."""
     starts, slot = {0}, 0
     for insn in linked.instructions:
-        if insn.is_pseudo_call or insn.is_func_ref:
-            target = slot + 1 + insn.relative
+        relative = insn.relative  # never None for a bpf-to-bpf call or a function load
+        if (insn.is_pseudo_call or insn.is_func_ref) and relative is not None:
+            target = slot + 1 + relative
             if not 0 <= target < linked.slot_count:
                 return None
             starts.add(target)

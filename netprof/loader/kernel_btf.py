@@ -39,8 +39,9 @@ def open_kernel(name: str = "vmlinux") -> BtfHandle:
     fd_array entry or a LoadBtfId's ``btf_fd`` names. BpfError ENOENT when there is none."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"a kernel BTF is named by a module name or 'vmlinux', not {name!r}")
-    ident = 0
-    while (ident := next_id(Cmd.BTF_GET_NEXT_ID, ident)) is not None:
+    after = 0
+    while (ident := next_id(Cmd.BTF_GET_NEXT_ID, after)) is not None:
+        after = ident
         try:
             fd = fd_by_id(Cmd.BTF_GET_FD_BY_ID, ident)
         except BpfError as err:
@@ -68,7 +69,7 @@ class BtfLoadError(BpfError):
         super().__init__(err, f"{what}: {last}")
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or super().__str__()  # strerror: "{what}: {the log's last line}"
 
 
 def load(blob: bytes, what: str = "load BTF") -> BtfHandle:
@@ -79,14 +80,15 @@ def load(blob: bytes, what: str = "load BTF") -> BtfHandle:
     try:
         fd = bpf(Cmd.BTF_LOAD, attr, what)
     except BpfError as err:
-        if err.errno not in (errno.EINVAL, errno.E2BIG, errno.EACCES):
+        first = err.errno
+        if first is None or first not in (errno.EINVAL, errno.E2BIG, errno.EACCES):
             raise
         log = ctypes.create_string_buffer(_LOG_SIZE)
         attr.btf_log_buf, attr.btf_log_size, attr.btf_log_level = _addr(log), _LOG_SIZE, 1
         try:
             fd = bpf(Cmd.BTF_LOAD, attr, what)
         except BpfError as again:  # ENOSPC: the log did not fit, the first errno is the reason
-            code = err.errno if again.errno == errno.ENOSPC else again.errno
+            code = first if again.errno is None or again.errno == errno.ENOSPC else again.errno
             raise BtfLoadError(code, what, log.value.decode(errors="replace")) from None
     try:
         ident = _info(fd)[0]

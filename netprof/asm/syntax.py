@@ -413,9 +413,9 @@ def _parse_statement(line: _Line, hint: str | None) -> Instruction | _Deferred:
     m = _ASSIGN.fullmatch(text)
     if m:
         return _parse_assign(line, m, hint == "18")
-    if re.match(r"[A-Za-z_]\w*\s*(?:=|$|\s)", text) and not re.match(r"[rw]\d+\b", text):
-        name = re.match(r"[A-Za-z_]\w*", text).group(0)
-        raise line.error(f"unknown mnemonic {name!r}", 0)
+    mnemonic = re.match(r"([A-Za-z_]\w*)\s*(?:=|$|\s)", text)
+    if mnemonic and not re.match(r"[rw]\d+\b", text):
+        raise line.error(f"unknown mnemonic {mnemonic.group(1)!r}", 0)
     raise line.error("cannot read this instruction", 0)
 
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 
 from .errors import AsmError, Location
 from .helpers import Helper
@@ -50,7 +51,7 @@ _PACKAGE = str(Path(__file__).parent)
 
 
 def _caller() -> Location | None:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
     if frame is None:
@@ -243,7 +244,8 @@ def LoadImm64(dst: Register, value: int) -> Instruction:
 
 def LoadMapPtr(dst: Register, map: str | int) -> Instruction:
     """``dst = <map> ll``: a map by name (resolved at load) or by file descriptor."""
-    if isinstance(_map(map), str):
+    map = _map(map)
+    if isinstance(map, str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, imm=map)
 
@@ -252,7 +254,8 @@ def LoadMapValue(dst: Register, map: str | int, off: int = 0) -> Instruction:
     """``dst = &<map>[0] + off``: the address of an array map's value (global data)."""
     if not isinstance(off, int):
         raise AsmError(f"offset must be an int, not {off!r}")
-    if isinstance(_map(map), str):
+    map = _map(map)
+    if isinstance(map, str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE, imm=off << 32,
                      map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE,

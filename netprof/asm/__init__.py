@@ -7,6 +7,7 @@
     print(disassemble(code))
 """
 
+import typing as _typing
 from types import ModuleType as _ModuleType
 
 from .builder import (
@@ -34,9 +35,14 @@ __all__ = [name for name, value in dict(globals()).items()
            if not name.startswith("_") and not isinstance(value, _ModuleType)] + list(_TEXT)
 
 
-def __getattr__(name: str):
-    if name in _TEXT:
-        from . import syntax
+# A type checker sees the three lazy names imported, with their signatures, and no __getattr__
+# (which would make any misspelt name an object rather than an error).
+if _typing.TYPE_CHECKING:
+    from .syntax import assemble, disassemble, parse
+else:
+    def __getattr__(name: str) -> object:
+        if name in _TEXT:
+            from . import syntax
 
-        return getattr(syntax, name)
-    raise AttributeError(f"module 'netprof.asm' has no attribute {name!r}")
+            return getattr(syntax, name)
+        raise AttributeError(f"module 'netprof.asm' has no attribute {name!r}")

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
+from typing import Protocol
 
 from .errors import AsmError, Location
 from .helpers import Helper
@@ -44,13 +46,13 @@ from .isa import (
     Size,
     Source,
 )
-from .program import Label
+from .program import Item, Label
 
 _PACKAGE = str(Path(__file__).parent)
 
 
 def _caller() -> Location | None:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
     if frame is None:
@@ -103,9 +105,23 @@ def _make(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
         raise err.at(location) from None
 
 
+# The signatures of the builders that _alu, _atomic and _jump make, one per family.
+
+class _AluBuilder(Protocol):
+    def __call__(self, dst: Register, src: Register | int) -> Instruction: ...
+
+
+class _AtomicBuilder(Protocol):
+    def __call__(self, base: Register, off: int, src: Register, fetch: bool = False) -> Instruction: ...
+
+
+class _JumpBuilder(Protocol):
+    def __call__(self, dst: Register, src: Register | int, target: str | int) -> Instruction: ...
+
+
 # --- ALU ------------------------------------------------------------------------------------
 
-def _alu(op: AluOp, name: str, off: int = 0):
+def _alu(op: AluOp, name: str, off: int = 0) -> _AluBuilder:
     def build(dst: Register, src: Register | int) -> Instruction:
         dst = _reg(dst, "destination")
         cls = _class(dst, src, Class.ALU, Class.ALU64, name)
@@ -193,7 +209,7 @@ def LoadInd(src: Register, off: int, type: MemType) -> Instruction:
     return _make(Class.LD | Mode.IND | _type(type).size, src=_reg(src, "index").index, imm=_imm32(off))
 
 
-def _atomic(op: int, name: str):
+def _atomic(op: int, name: str) -> _AtomicBuilder:
     def build(base: Register, off: int, src: Register, fetch: bool = False) -> Instruction:
         size = Size.W if _reg(src, "source").is32 else Size.DW
         imm = op | (ATOMIC_FETCH if fetch else 0)
@@ -243,7 +259,8 @@ def LoadImm64(dst: Register, value: int) -> Instruction:
 
 def LoadMapPtr(dst: Register, map: str | int) -> Instruction:
     """``dst = <map> ll``: a map by name (resolved at load) or by file descriptor."""
-    if isinstance(_map(map), str):
+    map = _map(map)
+    if isinstance(map, str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_FD, imm=map)
 
@@ -252,7 +269,8 @@ def LoadMapValue(dst: Register, map: str | int, off: int = 0) -> Instruction:
     """``dst = &<map>[0] + off``: the address of an array map's value (global data)."""
     if not isinstance(off, int):
         raise AsmError(f"offset must be an int, not {off!r}")
-    if isinstance(_map(map), str):
+    map = _map(map)
+    if isinstance(map, str):
         return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE, imm=off << 32,
                      map=map)
     return _make(LD_IMM64, _reg(dst, "destination").index, PseudoSrc.MAP_VALUE,
@@ -278,7 +296,7 @@ def _where(target: str | int) -> tuple[str | None, int]:
     return (target, 0) if isinstance(target, str) else (None, target)
 
 
-def _jump(op: JmpOp, name: str):
+def _jump(op: JmpOp, name: str) -> _JumpBuilder:
     def build(dst: Register, src: Register | int, target: str | int) -> Instruction:
         dst = _reg(dst, "left operand")
         cls = _class(dst, src, Class.JMP32, Class.JMP, name)
@@ -375,7 +393,7 @@ _INVERSE = {
 }
 
 
-def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
+def If(condition: Instruction, then: Iterable[Item], orelse: Iterable[Item] = ()) -> list[Item]:
     """Run ``then`` when the jump ``condition`` (built with target 0) would be taken, else ``orelse``.
 
         If(JEq(R0, 0, 0), Return(0), orelse=[...])
@@ -399,7 +417,7 @@ def If(condition: Instruction, then: Iterable, orelse: Iterable = ()) -> list:
     return [skip, then, Ja(end_label), Label(else_label), orelse, Label(end_label)]
 
 
-def Loop(counter: Register, limit: Register | int, body: Iterable) -> list:
+def Loop(counter: Register, limit: Register | int, body: Iterable[Item]) -> list[Item]:
     """``for (counter = 0; counter < limit; counter++) body`` as a verifier-friendly loop."""
     name = unique_label("loop")
     top, end = f"{name}_top", f"{name}_end"

@@ -287,7 +287,7 @@ def _check_ld(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
             return f"ld_imm64 pseudo source {src} is unknown (0..6)"
         if src in _SMALL_PSEUDOS and (imm & 0xFFFF_FFFF_FFFF_FFFF) >> 32:
             return f"ld_imm64 of {PseudoSrc(src).name.lower()} takes a 32-bit immediate"
-        return _written(dst) or (off and _zero(("off", off)))
+        return _written(dst) or (_zero(("off", off)) if off else None)
     if (mode == _ABS or mode == _IND) and size != _DW:
         if mode == _ABS:
             return _zero(("dst", dst), ("src", src), ("off", off))
@@ -298,20 +298,20 @@ def _check_ld(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
 def _check_ldx(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     mode = code & 0xE0
     if mode == _MEM or (mode == _MEMSX and code & 0x18 != _DW):
-        return _written(dst) or _reg(src, "source") or (imm and _zero(("imm", imm)))
+        return _written(dst) or _reg(src, "source") or (_zero(("imm", imm)) if imm else None)
     return f"opcode {code:#04x} is not a valid BPF_LDX instruction"
 
 
 def _check_st(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     if code & 0xE0 == _MEM:
-        return _reg(dst, "base") or (src and _zero(("src", src)))
+        return _reg(dst, "base") or (_zero(("src", src)) if src else None)
     return f"opcode {code:#04x} is not a valid BPF_ST instruction"
 
 
 def _check_stx(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     mode, size = code & 0xE0, code & 0x18
     if mode == _MEM:
-        return _reg(dst, "base") or _reg(src, "source") or (imm and _zero(("imm", imm)))
+        return _reg(dst, "base") or _reg(src, "source") or (_zero(("imm", imm)) if imm else None)
     if mode != _ATOMIC:
         return f"opcode {code:#04x} is not a valid BPF_STX instruction"
     if imm in _RMW:
@@ -346,7 +346,7 @@ def _check_alu(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     if not x:
         if off and op != _DIV and op != _MOD:
             return _zero(("off", off))
-        return src and _zero(("src", src))
+        return _zero(("src", src)) if src else None
     if src > MAX_REGISTER:
         return _reg(src, "source")
     if op == _MOV:
@@ -358,15 +358,15 @@ def _check_alu(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
                 return f"sign-extending move takes offset {', '.join(map(str, allowed))}, not {off}"
     elif off and op != _DIV and op != _MOD:
         return _zero(("off", off))
-    return imm and _zero(("imm", imm))
+    return _zero(("imm", imm)) if imm else None
 
 
 def _check_jmp(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
     op, x, jmp32 = code & 0xF0, code & _X, code & 0x07 == _JMP32
     if op in _COND_OPS:
         if x:
-            return _reg(dst, "left") or _reg(src, "right") or (imm and _zero(("imm", imm)))
-        return _reg(dst, "left") or (src and _zero(("src", src)))
+            return _reg(dst, "left") or _reg(src, "right") or (_zero(("imm", imm)) if imm else None)
+        return _reg(dst, "left") or (_zero(("src", src)) if src else None)
     if op == _JA:
         if jmp32:
             return _zero(("src_bit", x), ("dst", dst), ("src", src), ("off", off))
@@ -379,7 +379,7 @@ def _check_jmp(code: int, dst: int, src: int, off: int, imm: int) -> str | None:
         if src > _KFUNC:
             return f"call source {src} is unknown (0 helper, 1 bpf-to-bpf, 2 kfunc)"
         if src == _KFUNC:
-            return dst and _zero(("dst", dst))
+            return _zero(("dst", dst)) if dst else None
         # Any helper id encodes, negative ones too: llvm-mc writes "call -1" (what llvm-objdump
         # prints for a call its linker has not resolved) as imm -1; the verifier judges the id.
         return _zero(("dst", dst), ("off", off))

@@ -176,11 +176,11 @@ def _link(program: Program) -> LinkedProgram:
         if insn.target is not None:
             if insn.target not in program.labels:
                 raise AsmError(f"undefined label {insn.target!r}", insn.location)
-            target = program.labels[insn.target]
-            if target >= count:
+            marked = program.labels[insn.target]
+            if marked >= count:
                 raise AsmError(f"label {insn.target!r} marks no instruction (it is at the end)",
                                insn.location)
-            targets[i] = target
+            targets[i] = marked
         elif insn.relative is not None:
             # A hand-written offset: follow the instruction it lands on if it is in this program.
             landing = starts[i] + 1 + insn.relative

@@ -123,7 +123,7 @@ class _Line:
     def error(self, message: str, pos: int = 0) -> AsmError:
         return AsmError(message, self.loc(pos))
 
-    def num(self, m: re.Match, group: int, bounds: tuple[int, int], what: str, base: int = 0) -> int:
+    def num(self, m: re.Match[str], group: int, bounds: tuple[int, int], what: str, base: int = 0) -> int:
         text = m.group(group)
         if text is None:
             return 0
@@ -132,11 +132,11 @@ class _Line:
             raise self.error(f"{what} {value} is out of range [{bounds[0]}, {bounds[1]}]", base + m.start(group))
         return value
 
-    def reg(self, m: re.Match, group: int) -> tuple[int, bool]:
+    def reg(self, m: re.Match[str], group: int) -> tuple[int, bool]:
         """(index, is32) of a register captured as two groups (letter, number)."""
         return int(m.group(group + 1)), m.group(group) == "w"
 
-    def mem_off(self, m: re.Match, sign_group: int, base: int = 0) -> int:
+    def mem_off(self, m: re.Match[str], sign_group: int, base: int = 0) -> int:
         if m.group(sign_group) is None:
             return 0
         value = int(m.group(sign_group + 1), 0)
@@ -150,7 +150,7 @@ def _wrap32(value: int) -> int:
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-def _relative(line: _Line, m: re.Match, group: int, bounds: tuple[int, int]) -> tuple[str | None, int]:
+def _relative(line: _Line, m: re.Match[str], group: int, bounds: tuple[int, int]) -> tuple[str | None, int]:
     """A jump target: a label name, or a relative offset (``+3``, ``-1``, ``pc+3``)."""
     text = m.group(group)
     if _IDENT.fullmatch(text) and not text.startswith("pc"):
@@ -173,7 +173,7 @@ def _make(line: _Line, opcode: int, dst: int = 0, src: int = 0, off: int = 0, im
     return Instruction(opcode, dst, src, off, imm, target, map, line.loc())
 
 
-def _parse_if(line: _Line, m: re.Match) -> Instruction:
+def _parse_if(line: _Line, m: re.Match[str]) -> Instruction:
     dst, d32 = line.reg(m, 1)
     op = _JMP_OPS[m.group(3)]
     target, off = _relative(line, m, 7, OFF16)
@@ -186,7 +186,7 @@ def _parse_if(line: _Line, m: re.Match) -> Instruction:
     return _make(line, cls | op | SOURCE.K, dst, off=off, imm=imm, target=target)
 
 
-def _parse_goto(line: _Line, m: re.Match) -> Instruction:
+def _parse_goto(line: _Line, m: re.Match[str]) -> Instruction:
     kind = m.group(1)
     if kind == "gotol":
         target, imm = _relative(line, m, 2, (-(1 << 31), (1 << 31) - 1))
@@ -196,7 +196,7 @@ def _parse_goto(line: _Line, m: re.Match) -> Instruction:
     return _make(line, CLASS.JMP | op, off=off, target=target)
 
 
-def _parse_call(line: _Line, m: re.Match) -> Instruction | _Deferred:
+def _parse_call(line: _Line, m: re.Match[str]) -> Instruction | _Deferred:
     if m.group(1):
         return _make(line, CALL, src=PSEUDO_CALL.CALL, imm=int(m.group(1)[2:].replace(" ", ""), 0))
     if m.group(2):  # as llvm-mc: a 32-bit id, signed or not ("call -1" == "call 0xffffffff")
@@ -218,7 +218,7 @@ def _parse_call(line: _Line, m: re.Match) -> Instruction | _Deferred:
     return _Deferred("call", name, 0, line.loc(m.start(5)))
 
 
-def _parse_lock(line: _Line, m: re.Match) -> Instruction:
+def _parse_lock(line: _Line, m: re.Match[str]) -> Instruction:
     width = _TYPES[m.group(1)]
     if width not in (MemType.U32, MemType.U64):
         raise line.error(f"atomic operations are on u32 or u64, not {width}", m.start(1))
@@ -227,7 +227,7 @@ def _parse_lock(line: _Line, m: re.Match) -> Instruction:
                  _LOCK_OPS[m.group(5)])
 
 
-def _parse_store(line: _Line, m: re.Match) -> Instruction:
+def _parse_store(line: _Line, m: re.Match[str]) -> Instruction:
     width = _TYPES[m.group(1)]
     if width.signed:
         raise line.error(f"stores take an unsigned type, not {width}", m.start(1))
@@ -239,26 +239,27 @@ def _parse_store(line: _Line, m: re.Match) -> Instruction:
     return _make(line, CLASS.ST | MODE.MEM | width.size, base, off=off, imm=imm)
 
 
-def _parse_store_release(line: _Line, m: re.Match) -> Instruction:
+def _parse_store_release(line: _Line, m: re.Match[str]) -> Instruction:
     width = _TYPES[m.group(1)]
     src, _ = line.reg(m, 5)
     return _make(line, CLASS.STX | MODE.ATOMIC | width.size, int(m.group(2)), src, line.mem_off(m, 3),
                  ATOMIC_OP.STORE_REL)
 
 
-def _parse_ld_pseudo(line: _Line, m: re.Match) -> Instruction:
+def _parse_ld_pseudo(line: _Line, m: re.Match[str]) -> Instruction:
     src = line.num(m, 2, (0, 15), "pseudo source")
     return _make(line, LD_IMM64, int(m.group(1)), src, imm=line.num(m, 3, IMM32, "immediate") & 0xFFFF_FFFF)
 
 
-def _atomic_size(line: _Line, type_name: str | None, is32: bool, pos: int, ops=(MemType.U32, MemType.U64)) -> Size:
+def _atomic_size(line: _Line, type_name: str | None, is32: bool, pos: int,
+                 ops: tuple[MemType, ...] = (MemType.U32, MemType.U64)) -> Size:
     width = _TYPES[type_name] if type_name else (MemType.U32 if is32 else MemType.U64)
     if width not in ops:
         raise line.error(f"atomic operations are on u32 or u64, not {width}", pos)
     return width.size
 
 
-def _parse_assign(line: _Line, m: re.Match, ld_imm64_hint: bool) -> Instruction | _Deferred:
+def _parse_assign(line: _Line, m: re.Match[str], ld_imm64_hint: bool) -> Instruction | _Deferred:
     dst, d32 = line.reg(m, 1)
     op_text, rhs, base = m.group(3), m.group(4).strip(), m.start(4)
     alu = CLASS.ALU if d32 else CLASS.ALU64
@@ -413,9 +414,9 @@ def _parse_statement(line: _Line, hint: str | None) -> Instruction | _Deferred:
     m = _ASSIGN.fullmatch(text)
     if m:
         return _parse_assign(line, m, hint == "18")
-    if re.match(r"[A-Za-z_]\w*\s*(?:=|$|\s)", text) and not re.match(r"[rw]\d+\b", text):
-        name = re.match(r"[A-Za-z_]\w*", text).group(0)
-        raise line.error(f"unknown mnemonic {name!r}", 0)
+    mnemonic = re.match(r"([A-Za-z_]\w*)\s*(?:=|$|\s)", text)
+    if mnemonic and not re.match(r"[rw]\d+\b", text):
+        raise line.error(f"unknown mnemonic {mnemonic.group(1)!r}", 0)
     raise line.error("cannot read this instruction", 0)
 
 
@@ -483,8 +484,8 @@ def parse(text: str) -> Program:
     return Program(_resolve_names(items, labels))
 
 
-def _resolve_names(items: list, labels: set[str]) -> list[Instruction | Label]:
-    out = []
+def _resolve_names(items: list[Instruction | Label | _Deferred], labels: set[str]) -> list[Instruction | Label]:
+    out: list[Instruction | Label] = []
     for item in items:
         if not isinstance(item, _Deferred):
             out.append(item)

@@ -60,3 +60,14 @@ def test_the_core_imports_no_gui():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('vispy', 'PySide6', 'netprof_viz')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_view_without_the_viewer_is_one_line(tmp_path):
+    import viz_trace
+
+    viz_trace.write(tmp_path / "t.trace")
+    code = ("import sys; sys.modules['netprof_viz'] = None; from netprof import cli; "
+            f"sys.exit(cli.main(['view', {str(tmp_path / 't.trace')!r}, '--png', {str(tmp_path / 't.png')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "netprof-viz" in result.stderr and "make install" in result.stderr

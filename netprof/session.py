@@ -60,6 +60,8 @@ class Session:
         if not (o.kernel or o.user or o.net or o.tracepoints or o.xdp or o.throughput or o.memory):
             raise SessionError("nothing to capture: name kernel functions (-k), user functions (-u), --net, "
                                "an interface (-x), --throughput or --memory")
+        if not (isinstance(bin_ms, (int, float)) and 0.001 <= bin_ms <= 1000):  # false for nan too
+            raise SessionError(f"throughput bin of {bin_ms} ms: expected 0.001 to 1000 ms")
         self.output, self.status, self.bin_ns = Path(o.output), status, int(bin_ms * 1e6)
         self.probes: list[Probe] = []
         self.summary = Summary(output=str(self.output))
@@ -126,7 +128,7 @@ class Session:
         if o.pid is not None:
             maps["follow"] = follow = enter(Map.create(MapType.HASH, key=ctypes.c_uint32, value=ctypes.c_uint64,
                                                        max_entries=FOLLOWED_PROCESSES, name="netprof_follow"))
-            follow[o.pid] = 1
+            follow[_process_of(o.pid)] = 1  # a thread id given to -p means its process
             if not o.no_inherit:
                 attacher.follow_processes(follow)  # before any probe: no child is forked unseen
         for plan in plans:
@@ -177,6 +179,15 @@ class Session:
             self._stack.close()
             if self.status:
                 print(file=sys.stderr)
+
+
+def _process_of(pid: int) -> int:
+    """The process (thread group) that ``pid`` belongs to: itself, unless it names a thread."""
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Tgid:"):
+                return int(line.split()[1])
+    return pid
 
 
 def _interfaces() -> dict[str, str]:

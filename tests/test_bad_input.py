@@ -489,3 +489,20 @@ def test_crafted_traces_through_the_cli(tmp_path, case):
             assert result.returncode == 0, result.stderr
     if case != "header_list":
         assert "warning:" in netprof("report", path).stdout
+
+
+@pytest.mark.parametrize("kind, layout_of", [
+    ("SPANS", lambda ours: {**ours, "fields": {**ours["fields"], "ts": [0, "(8,)u1"]}}),   # a field of another shape
+    ("XDP", lambda ours: {"size": 8, "fields": {"ts": [0, "<u8"]}}),                      # records 100x smaller
+    ("GARBAGE", lambda ours: ours),
+])
+def test_a_layout_this_netprof_did_not_write_is_refused(tmp_path, kind, layout_of):
+    """The reader decodes with the declared layouts, so it accepts only its own and the older
+    ones it converts: nothing it decodes can crash it or grow many times larger."""
+    header = new_header([], 1024)
+    ours = header["layouts"]["SPANS" if kind == "GARBAGE" else kind]
+    header["layouts"][kind] = layout_of(ours)
+    path = tmp_path / "t.trace"
+    TraceWriter(path, header).close()
+    with pytest.raises(TraceError, match="layouts"):
+        read(path)

@@ -696,3 +696,17 @@ def test_pin_and_open_a_pinned_map(tmp_path):
                 assert again.id == m.id and again[1] == 42 and again.type == MapType.HASH
     finally:
         subprocess.run(["umount", str(bpffs)], check=True)
+
+
+def test_a_cookie_never_falls_back_to_the_ioctl(counts, monkeypatch):
+    """After some event fell back to the ioctl, a call that carries a cookie still gets a link."""
+    monkeypatch.setattr(attach, "_perf_links", False)
+    with load(Program(Return(0)), ProgType.TRACEPOINT, name="nptest_tp") as prog:
+        with attach.attach_tracepoint(prog, "syscalls:sys_enter_getpid", cookie=9) as link:
+            assert link.via == "bpf_link"
+
+
+def test_two_records_on_one_interface_are_two_files():
+    a = xdp.XdpRecord(7, "veth0", 1, 42, "generic", 100, 1, 0.0)
+    b = xdp.XdpRecord(7, "veth0", 1, 43, "generic", 200, 1, 0.0)
+    assert a.path != b.path and a.path.parent == b.path.parent

@@ -51,3 +51,19 @@ def test_a_session_from_options_or_keywords_is_the_same_capture(tmp_path):
     assert Session(CaptureOptions(net=True, output=out)).options == Session(net=True, output=out).options
     with pytest.raises(SessionError, match="no_such_setting"):
         Session(net=True, no_such_setting=1)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"net": True, "buffer": 4096}, "--buffer 4096: expected MiB, a power of two between 1 and 2048"),
+    ({"tracepoints": ["../../etc:passwd"]}, "expected CATEGORY:NAME"),
+    ({"tracepoints": ["net:a/b"]}, "expected CATEGORY:NAME"),
+])
+def test_values_that_would_reach_the_kernel_or_tracefs_wrongly_are_refused(settings, message):
+    with pytest.raises(SessionError, match=message):
+        Session(**settings)
+
+
+def test_a_throughput_bin_is_a_sane_length():
+    for bad in (0, float("nan"), 10**6):
+        with pytest.raises(SessionError, match="throughput bin"):
+            Session(throughput=True, bin_ms=bad)

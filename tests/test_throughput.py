@@ -158,6 +158,7 @@ def test_a_full_throughput_map_is_counted_as_lost(tmp_path, monkeypatch):
         pinger = subprocess.Popen(["ping", "-q", "-c", "50", "-i", "0.002", "127.0.0.1"], stdout=subprocess.DEVNULL)
         s.run(duration=0.5)
         pinger.wait(timeout=10)
-    lost = s.summary.lost.get("throughput (its map was full)", 0)
+    name = "throughput (its map was full, or another BPF program ran on the CPU)"
+    lost = s.summary.lost.get(name, 0)
     assert lost > 0, s.summary.lost
-    assert netprof.load(out).lost.get("throughput (its map was full)") == lost
+    assert netprof.load(out).lost.get(name) == lost

@@ -28,7 +28,9 @@ import termios
 import time
 from pathlib import Path
 
-KERNEL_PACKAGE = os.environ.get("NETPROF_VM_KERNEL", "linux-image-6.1.0-50-amd64")  # the plain flavour: -cloud has no 9p
+KERNEL_PACKAGE = os.environ.get("NETPROF_VM_KERNEL", "linux-image-6.1.0-50-amd64")
+if not re.fullmatch(r"linux-image-[a-z0-9.+-]+", KERNEL_PACKAGE):  # a folder name under the cache, too
+    raise SystemExit(f"vm: NETPROF_VM_KERNEL={KERNEL_PACKAGE!r} is not a linux-image-* package name")  # the plain flavour: -cloud has no 9p
 # Root boots what lies here: never a folder a user controls ($HOME under sudo -E is the user's).
 CACHE = Path(os.environ.get("NETPROF_VM_CACHE", "/var/cache/netprof-vm"))
 PROJECT = Path(__file__).resolve().parent.parent
@@ -115,13 +117,6 @@ def trusted_folder(path: Path) -> Path:
                              f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); set NETPROF_VM_CACHE "
                              "to one that is, or leave it unset for /var/cache/netprof-vm")
     return path
-
-
-def give_to_project_owner(path: Path) -> None:
-    """What root writes into the project (vm/.run) belongs to whoever owns the project."""
-    st = os.stat(PROJECT)
-    with contextlib.suppress(OSError):
-        os.chown(path, st.st_uid, st.st_gid)
 
 
 def prepare() -> Path:
@@ -233,21 +228,68 @@ def _accelerator(guest: Path) -> str:
     return accel
 
 
+def _run_folder() -> int:
+    """vm/.run, opened without following links: the guest's command and exit status go through it.
+    It lies in the user's tree, so root reaches it only by file descriptor (no symlink planted
+    there makes root write or chown anything else) and hands what it writes to the tree's owner."""
+    vm = os.open(PROJECT / "vm", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(".run", 0o755, dir_fd=vm)
+        try:
+            folder = os.open(".run", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=vm)
+        except OSError as err:
+            raise SystemExit(f"vm: {PROJECT / 'vm/.run'} is not a folder ({err.strerror}): remove it") from None
+    finally:
+        os.close(vm)
+    st = os.stat(PROJECT)
+    with contextlib.suppress(OSError):
+        os.fchown(folder, st.st_uid, st.st_gid)
+    return folder
+
+
+def _write_new(folder: int, name: str, text: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+    with os.fdopen(fd, "w") as f:
+        st = os.stat(PROJECT)
+        with contextlib.suppress(OSError):
+            os.fchown(f.fileno(), st.st_uid, st.st_gid)
+        f.write(text)
+
+
+def _read_status(folder: int) -> int | None:
+    """The exit status the guest wrote, then the file removed; None if there is none (or it is no
+    plain file holding a number)."""
+    try:
+        fd = os.open("status", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except OSError:
+        return None
+    with os.fdopen(fd) as f:
+        text = f.read(32) if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    with contextlib.suppress(OSError):
+        os.unlink("status", dir_fd=folder)
+    return int(text) if text.strip().lstrip("-").isdigit() else None
+
+
 def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = False, net: bool = False) -> int | None:
-    run_dir = PROJECT / "vm/.run"
-    run_dir.mkdir(exist_ok=True)
-    give_to_project_owner(run_dir)
-    status = run_dir / "status"
-    status.unlink(missing_ok=True)
-    # The host's PATH (and virtualenv or pyenv settings): "python3" means the host's own Python.
-    # SUDO_UID/SUDO_GID: netprof in the guest hands what it writes to the user who ran sudo, as here.
-    keep = [k for k in os.environ
-            if k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "SUDO_UID", "SUDO_GID") or k.startswith("PYENV")]
-    exports = "".join(f"export {k}={shlex.quote(os.environ[k])}\n" for k in keep)
-    command_file = run_dir / "command"
-    command_file.unlink(missing_ok=True)
-    command_file.write_text(exports + command + "\n")
-    give_to_project_owner(command_file)
+    folder = _run_folder()
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink("status", dir_fd=folder)
+        # The host's PATH (and virtualenv or pyenv settings): "python3" means the host's own Python.
+        # SUDO_UID/SUDO_GID: netprof in the guest hands what it writes to the user who ran sudo, as here.
+        keep = [k for k in os.environ
+                if k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "SUDO_UID", "SUDO_GID") or k.startswith("PYENV")]
+        exports = "".join(f"export {k}={shlex.quote(os.environ[k])}\n" for k in keep)
+        _write_new(folder, "command", exports + command + "\n")
+        return _run_guest(guest, accel, timeout, quiet, net, folder)
+    finally:
+        os.close(folder)
+
+
+def _run_guest(guest: Path, accel: str, timeout: float, quiet: bool, net: bool, folder: int) -> int | None:
     qemu = ["timeout", "--kill-after=5", str(int(timeout)), *_qemu(guest, "run", accel, net)]
     try:
         if quiet:
@@ -255,8 +297,7 @@ def _boot(guest: Path, command: str, accel: str, timeout: float, quiet: bool = F
         else:
             _console(qemu, stdin=subprocess.DEVNULL)
     finally:
-        code = int(status.read_text()) if status.exists() else None
-        status.unlink(missing_ok=True)  # written by root in the guest
+        code = _read_status(folder)  # written by root in the guest
     return code
 
 

@@ -18,6 +18,7 @@ from ..probes import packets
 from ..probes import span_probe
 from ..format.layout import ENTRY, EXIT, RX, TX
 from .options import CaptureOptions
+from .runner import THROUGHPUT_LOSS
 from .plan import EventPlan, FentryPlan, KprobePlan, NetPairPlan, Probe, SessionError, UprobePlan, XdpPlan, in_kallsyms
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,12 @@ class Attacher:
         self.programs: list[tuple[int, BpfProgram]] = []
 
     def _prog(self, program, prog_type: ProgType, name: str, maps: dict, probe: Probe | None = None,
-              **kwargs) -> BpfProgram:
+              loss_key: int | None = None, **kwargs) -> BpfProgram:
+        """Load ``program``; its recursion misses count as loss of ``probe`` (or of ``loss_key``)."""
         prog = self.links.enter_context(load(program, prog_type, name=name, maps=maps, **kwargs))
-        if probe is not None:
-            self.programs.append((probe.id, prog))
+        key = probe.id if probe is not None else loss_key
+        if key is not None:
+            self.programs.append((key, prog))
         return prog
 
     def _link(self, link) -> None:
@@ -135,7 +138,7 @@ class Attacher:
         maps = {"counts": counts, "overflow": overflow}
         for direction, names in ((RX, packets.RX_TRACEPOINTS), (TX, (packets.TX_TRACEPOINT,))):
             prog = self._prog(packets.throughput_program(direction, offsets, netns, bin_ns),
-                              ProgType.RAW_TRACEPOINT, "np_throughput", maps)
+                              ProgType.RAW_TRACEPOINT, "np_throughput", maps, loss_key=THROUGHPUT_LOSS)
             for name in names:
                 if name in packets.RX_TRACEPOINTS and not (attach.tracefs() / "events/net" / name).is_dir():
                     continue  # not in this kernel (netif_rx_ni_entry went in 5.18)

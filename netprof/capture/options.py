@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -27,9 +28,12 @@ def _is_finite(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
+_TRACEFS_NAME = re.compile(r"[A-Za-z0-9_]+")  # a category or event name: no "..", no "/" into tracefs
+
+
 def is_tracepoint(name: str) -> bool:
     category, _, event = name.partition(":")
-    return bool(category and event) and ":" not in event
+    return bool(_TRACEFS_NAME.fullmatch(category) and _TRACEFS_NAME.fullmatch(event))
 
 
 def _names(each: Callable[[str], bool] = bool) -> Callable[[Any], bool]:
@@ -92,8 +96,8 @@ class CaptureOptions:
     sockets: bool = _flag(("--sockets",), "with the memory: the kernel's socket buffers (TCP and UDP sk_buffs, "
                           "IP fragments)")
     buffer: int = _setting(16, ("--buffer",), "ring buffer for span events (power of two, default 16: 80 ms of "
-                           "5 M events/s)", "MiB, a power of two between 1 and 4096",
-                           lambda v: _is_int(v) and 1 <= v <= 4096 and v & (v - 1) == 0, "MiB")
+                           "5 M events/s)", "MiB, a power of two between 1 and 2048",  # bytes fit a u32
+                           lambda v: _is_int(v) and 1 <= v <= 2048 and v & (v - 1) == 0, "MiB")
     pid: int | None = _setting(None, ("-p", "--pid"), "only this process, and the processes it forks",
                                "a process id (a positive integer)", lambda v: v is None or (_is_int(v) and v > 0))
     no_inherit: bool = _flag(("--no-inherit",), "with -p: only that process, not the processes it forks "

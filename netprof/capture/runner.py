@@ -134,11 +134,13 @@ class Runner:
                 out[probe_id] = out.get(probe_id, 0) + missed
         overflow = self.sources.overflow
         if overflow is not None and overflow.fd >= 0 and overflow[0]:
-            out[THROUGHPUT_LOSS] = overflow[0]
+            out[THROUGHPUT_LOSS] = out.get(THROUGHPUT_LOSS, 0) + overflow[0]
         return out
 
     def _loss_name(self, probe_id: int) -> str:
-        return "throughput (its map was full)" if probe_id == THROUGHPUT_LOSS else self.probes[probe_id].name
+        if probe_id == THROUGHPUT_LOSS:
+            return "throughput (its map was full, or another BPF program ran on the CPU)"
+        return self.probes[probe_id].name
 
     def _check_loss(self) -> None:
         """Read the per-probe loss counters; the news goes into the next chunk and a LOSS chunk."""

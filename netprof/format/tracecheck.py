@@ -71,7 +71,7 @@ def header_problem(header: Any, versions: tuple[int, ...]) -> str | None:
     for key, (valid, expected) in _HEADER_FIELDS.items():
         if key in header and not valid(header[key]):
             return f"{key} = {_short(header[key])}, expected {expected}"
-    return None
+    return known_layouts_problem(header)  # after the fields: it needs a good snaplen
 
 
 _FORMAT = re.compile(r"^(\(\d{1,4},\))?[<|]?[ui][1248]$")  # what netprof's layouts use: "<u8", "(64,)u1"
@@ -93,6 +93,30 @@ def layouts_problem(layouts: Any) -> str | None:
             count = int(spec[1][1:spec[1].index(",")]) if spec[1].startswith("(") else 1
             if not 0 <= spec[0] <= declared["size"] - count * int(spec[1][-1]):
                 return f"{kind}.{name} at offset {spec[0]} lies outside its {declared['size']}-byte record"
+    return None
+
+
+# Layouts older versions wrote that this netprof converts (format/tracefile.py: _convert): version 1
+# throughput records, before they named their network namespace.
+OLDER_LAYOUTS = {"THROUGHPUT": [{"size": 32, "fields": {"ts": [0, "<u8"], "ifindex": [8, "<u4"], "direction": [12, "<u4"],
+                                                      "packets": [16, "<u8"], "bytes": [24, "<u8"]}}]}
+
+
+def known_layouts_problem(header: dict[str, Any]) -> str | None:
+    """Why the header's layouts are not ones this netprof reads: each kind must be laid out as
+    this netprof lays it out (for the header's snaplen), or as a known older version did. So
+    decoding never meets a field of another shape, nor converts records into ones many times larger."""
+    from .layout import MEMORY, SPAN, THROUGHPUT, xdp_packet
+
+    snaplen = header.get("snaplen", 64)
+    ours = {"SPANS": SPAN, "THROUGHPUT": THROUGHPUT, "MEMORY": MEMORY, "XDP": xdp_packet(snaplen)}
+    for kind, declared in header.get("layouts", {}).items():
+        if kind not in ours:
+            return f"layouts: {kind} is no record kind this netprof knows"
+        mine = {"size": ours[kind].size, "fields": {n: list(f) for n, f in ours[kind].fields.items()}}
+        if declared != mine and declared not in OLDER_LAYOUTS.get(kind, []):
+            return (f"layouts: {kind} records laid out as {_short(declared)}, not as this netprof or an older "
+                    "one wrote them")
     return None
 
 

@@ -194,7 +194,7 @@ def _perf_link(prog: BpfProgram, attr: perf.PerfEventAttr, what: str, descriptio
         raise ValueError(f"{what}: a BPF cookie needs a bpf_link, not the ioctl")
     fd = perf.perf_event_open(attr, pid, 0 if pid < 0 else -1, what)
     try:
-        if method == "bpf_link" or (method == "auto" and _perf_links is not False):
+        if method == "bpf_link" or cookie or (method == "auto" and _perf_links is not False):
             try:
                 link = syscall.link_create(prog.fd, fd, syscall.AttachType.PERF_EVENT, what, extra=(cookie,))
             except BpfError as err:

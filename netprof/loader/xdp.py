@@ -61,7 +61,8 @@ class XdpRecord:
 
     @property
     def path(self) -> Path:
-        return records_folder() / f"{self.netns}-{self.ifindex}.json"
+        # the owner in the name: two netprofs racing for one interface never share (or delete) a record
+        return records_folder() / f"{self.netns}-{self.ifindex}-{self.pid}-{self.prog_id}.json"
 
 
 def _may_write(folder: Path) -> bool:
@@ -195,7 +196,11 @@ def _attach_link(prog: BpfProgram, ipr, ifname: str, ifindex: int, tried: list[s
             last = err
             log.debug("XDP link in %s mode on %s refused: %s", candidate, ifname, err)
             continue
-        prog_id, attached_mode = current(ipr, ifindex)
+        try:
+            prog_id, attached_mode = current(ipr, ifindex)
+        except BaseException:
+            os.close(fd)  # the link, and with it the attachment
+            raise
         return XdpLink(ifname, attached_mode or candidate, prog_id, "bpf_link", fd=fd)
     if last is None:
         raise ValueError(f"attach XDP to {ifname}: no XDP mode to try")

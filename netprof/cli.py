@@ -248,6 +248,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     try:
         try:
             with session:
+                for note in session.notes:
+                    print(f"netprof: {note}", file=sys.stderr)
                 what = ", ".join(f"{p.mechanism}:{p.name}" for p in session.probes[:6])
                 more = f" and {len(session.probes) - 6} more" if len(session.probes) > 6 else ""
                 print(f"Tracing {what or 'throughput/memory'}{more}"

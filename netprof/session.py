@@ -64,6 +64,7 @@ class Session:
             raise SessionError(f"throughput bin of {bin_ms} ms: expected 0.001 to 1000 ms")
         self.output, self.status, self.bin_ns = Path(o.output), status, int(bin_ms * 1e6)
         self.probes: list[Probe] = []
+        self.notes: list[str] = []  # one line each, for the user before the capture starts
         self.summary = Summary(output=str(self.output))
         self._stack = contextlib.ExitStack()   # maps, ring buffers, the trace file
         self._links = contextlib.ExitStack()   # programs and attachments: closed first
@@ -103,7 +104,7 @@ class Session:
             raise SessionError(str(err)) from None
         planner = Planner(self.options)
         plans = planner.plan()
-        self.probes = planner.probes
+        self.probes, self.notes = planner.probes, planner.notes
         try:
             self._setup(plans)
         except BaseException:

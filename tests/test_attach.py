@@ -22,28 +22,30 @@ pytestmark = pytest.mark.root
 
 
 class Capture:
-    """``netprof attach ARGS`` in the background, ready once it has printed its "Tracing" line."""
+    """``netprof attach ARGS`` in the background, ready once it has printed its "Tracing" line
+    (after any notes: stderr is read unbuffered, so no line waits in a buffer that select cannot see)."""
 
     def __init__(self, *args: str, ready_timeout: float = 60):
         self.proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE)
         deadline = time.monotonic() + ready_timeout
-        self.lines = []
+        fd, said = self.proc.stderr.fileno(), b""
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stderr], [], [], 0.2)
-            if ready:
-                line = self.proc.stderr.readline()
-                self.lines.append(line)
-                if line.startswith("Tracing"):
-                    return
-            if self.proc.poll() is not None:
+            if select.select([fd], [], [], 0.2)[0]:
+                chunk = os.read(fd, 65536)
+                said += chunk
+                if any(line.startswith(b"Tracing") for line in said.split(b"\n")[:-1]) or not chunk:
+                    break
+            elif self.proc.poll() is not None:
                 break
-        raise AssertionError(f"netprof attach did not start: {''.join(self.lines)}{self.proc.stderr.read()}")
+        self.lines = [said.decode()]
+        if not any(line.startswith("Tracing") for line in self.lines[0].splitlines()):
+            raise AssertionError(f"netprof attach did not start: {self.lines[0]}{self.proc.stderr.read().decode()}")
 
     def stop(self, sig: int = signal.SIGINT) -> tuple[int, str]:
         self.proc.send_signal(sig)
         _, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, "".join(self.lines) + err
+        return self.proc.returncode, "".join(self.lines) + err.decode()
 
 
 def probe_spans(trace, name: str) -> np.ndarray:
@@ -389,3 +391,48 @@ def test_pid_follows_the_processes_it_forks_unless_told_not_to(forker, tmp_path,
         assert counts.pop(target.pid) == 300 and sorted(counts.values()) == [700, 700], counts
     else:
         assert counts == {target.pid: 300}
+
+
+CET_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((noinline)) int outer(int x) { volatile int a = x; return a * 2 + 1; }
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), sum = 0;
+    char go;
+    if (read(0, &go, 1) != 1) return 1;
+    for (int i = 0; i < n; i++) sum += outer(i);
+    return sum == 42;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cet_program(tmp_path_factory):
+    """Built as Ubuntu, Fedora and RHEL build: every function starts with endbr64 (-fcf-protection),
+    here followed by push %rbp (-O0 keeps the frame pointer), which the kernel emulates."""
+    out = tmp_path_factory.mktemp("cet")
+    (out / "cet.c").write_text(CET_C)
+    subprocess.run(["gcc", "-O0", "-fcf-protection=full", "-o", str(out / "cet"), str(out / "cet.c")], check=True)
+    return out / "cet"
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_entry_probes_skip_endbr64_unless_told_not_to(cet_program, tmp_path, exact):
+    out = tmp_path / "cet.trace"
+    target = subprocess.Popen([str(cet_program), "2000"], stdin=subprocess.PIPE)
+    try:
+        capture = Capture("-u", f"{cet_program}:outer", *(["--exact-entry"] if exact else []), "-o", str(out))
+        target.stdin.write(b"g")
+        target.stdin.close()
+        target.wait(timeout=60)
+        code, err = capture.stop()
+        assert code == 0, err
+    finally:
+        target.kill()
+    trace = load(out)
+    [probe] = [p for p in trace.probes if p["name"] == "cet:outer"]
+    assert ("outer+0x4" in probe["target"]) != exact, probe["target"]
+    assert len(probe_spans(trace, "cet:outer")) == 2000  # the same calls, whichever site
+    assert ("single-steps its probed instruction (endbr64)" in err) == exact, err

@@ -70,6 +70,9 @@ class CaptureOptions:
                                  "a function name or a list of them", _names(), "FUNC[,FUNC]", "names")
     user: list[str] = _setting(None, ("-u", "--user"), "user function to time (repeatable)",
                                "PATH:SYMBOL or a list of them", _names(), "PATH:SYMBOL", "names")
+    exact_entry: bool = _flag(("--exact-entry",), "probe user functions at their first instruction even where "
+                              "the kernel must single-step it (by default a function that starts with endbr64 is "
+                              "probed 4 bytes on, where the next instruction is emulated: ~10x cheaper)")
     net: bool = _flag(("--net",), "the network stack's entry/exit tracepoints as spans")
     tracepoints: list[str] = _setting(None, (), "tracepoints recorded as instant events",
                                       'CATEGORY:NAME or a list of them, e.g. ["net:net_dev_queue"]',

@@ -97,6 +97,7 @@ class Planner:
         self.options = options
         self.probes: list[Probe] = []
         self.plans: list[Plan] = []
+        self.notes: list[str] = []  # what the user should know before the capture starts (one line each)
 
     def plan(self) -> list[Plan]:
         self._kernel()
@@ -149,11 +150,18 @@ class Planner:
                 target = elf.resolve_target(spec)
             except elf.ElfError as err:
                 raise SessionError(str(err)) from None
-            cost = elf.site_cost(target)
             name = f"{Path(target.path).name}:{target.symbol}"
+            cheaper = None if self.options.exact_entry or target.symbol_offset else elf.cheaper_site(target)
+            if cheaper is not None:  # past the endbr64: the same registers and stack, an emulated instruction
+                log.info("%s: probed at %s+%#x, past its endbr64 (--exact-entry to probe %s itself)", name,
+                         target.symbol, cheaper.symbol_offset, target.symbol)
+                target = cheaper
+            cost = elf.site_cost(target)
             probe = self._add(name, "user", "uprobe", str(target), cost.approx_us if cost else None)
             if cost is not None and not cost.emulated:
-                log.info("%s: its first instruction is %s", name, cost.description)
+                first = cost.description.split(", single-stepped")[0]
+                self.notes.append(f"{name}: the kernel single-steps its probed instruction ({first}): about "
+                                  f"{cost.approx_us:.0f} µs a call, which its spans include")
             self.plans.append(UprobePlan(probe, target))
 
     def _net(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import shutil
 import signal
 import socket
@@ -15,37 +14,11 @@ import time
 
 import numpy as np
 import pytest
+from capture import Capture
 
 from netprof.report import load
 
 pytestmark = pytest.mark.root
-
-
-class Capture:
-    """``netprof attach ARGS`` in the background, ready once it has printed its "Tracing" line
-    (after any notes: stderr is read unbuffered, so no line waits in a buffer that select cannot see)."""
-
-    def __init__(self, *args: str, ready_timeout: float = 60):
-        self.proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        deadline = time.monotonic() + ready_timeout
-        fd, said = self.proc.stderr.fileno(), b""
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.2)[0]:
-                chunk = os.read(fd, 65536)
-                said += chunk
-                if any(line.startswith(b"Tracing") for line in said.split(b"\n")[:-1]) or not chunk:
-                    break
-            elif self.proc.poll() is not None:
-                break
-        self.lines = [said.decode()]
-        if not any(line.startswith("Tracing") for line in self.lines[0].splitlines()):
-            raise AssertionError(f"netprof attach did not start: {self.lines[0]}{self.proc.stderr.read().decode()}")
-
-    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str]:
-        self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, "".join(self.lines) + err.decode()
 
 
 def probe_spans(trace, name: str) -> np.ndarray:

@@ -6,14 +6,13 @@ counters' deltas, and a capture sees only its own namespace unless asked for all
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
 import sys
 import time
 import uuid
 
 import pytest
+from capture import Capture
 
 import netprof
 
@@ -54,23 +53,13 @@ def counters(netns: str, interface: str) -> dict[str, int]:
     return dict(zip(STATS, map(int, out.split()), strict=True))
 
 
-class Capture:
-    def __init__(self, netns: str, path, *extra: str):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "netprof", "attach", "-t",
-                                      *extra, "-o", str(path)], stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if select.select([self.proc.stderr], [], [], 0.2)[0]:
-                line = self.proc.stderr.readline()
-                if line.startswith("Tracing") or not line:
-                    assert line, self.proc.stderr.read()
-                    return
-        raise AssertionError("netprof attach did not start")
+def capture(netns: str, path, *extra: str) -> Capture:
+    return Capture("-t", *extra, "-o", str(path), prefix=("ip", "netns", "exec", netns))
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=60)
-        assert self.proc.returncode == 0, err
+
+def stopped(capture: Capture) -> None:
+    code, err = capture.stop()
+    assert code == 0, err
 
 
 def traffic(sides) -> None:
@@ -110,10 +99,10 @@ def test_throughput_equals_the_interface_counters_in_both_namespaces(two_namespa
     inodes = {side: os.stat(f"/run/netns/{netns}").st_ino for side, (netns, _) in sides.items()}
     interfaces = [(side, netns, name) for side, (netns, veth) in sides.items() for name in (veth, "lo")]
     before = {(side, name): counters(netns, name) for side, netns, name in interfaces}
-    captures = {side: Capture(netns, tmp_path / f"{side}.trace") for side, (netns, _) in sides.items()}
+    captures = {side: capture(netns, tmp_path / f"{side}.trace") for side, (netns, _) in sides.items()}
     traffic(sides)
-    for capture in captures.values():
-        capture.stop()
+    for running in captures.values():
+        stopped(running)
     after = {(side, name): counters(netns, name) for side, netns, name in interfaces}
     for side, netns, name in interfaces:
         trace = netprof.load(tmp_path / f"{side}.trace")
@@ -128,9 +117,9 @@ def test_all_netns_counts_the_others_and_names_them(two_namespaces, tmp_path):
     sides = two_namespaces
     (na, va), (nb, vb) = sides["a"], sides["b"]
     before = counters(nb, vb)
-    capture = Capture(na, tmp_path / "all.trace", "--all-netns")
+    running = capture(na, tmp_path / "all.trace", "--all-netns")
     traffic(sides)
-    capture.stop()
+    stopped(running)
     truth = {s: counters(nb, vb)[s] - before[s] for s in STATS}
     trace = netprof.load(tmp_path / "all.trace")
     inode_b = os.stat(f"/run/netns/{nb}").st_ino

@@ -18,6 +18,7 @@ examples:
   python -m netprof disasm probe.bin             print bytecode as text
   python -m netprof disasm --labels probe.bin    ... with labels instead of jump offsets
   python -m netprof features                     what this kernel can attach (kprobes, fentry, ...)
+  python -m netprof calibrate                    what a probed call costs here (taken off span durations)
   python -m netprof detach                       remove XDP programs a killed netprof left behind
   python -m netprof view netprof.trace           fly through a capture (wheel, drag, W/S/A/D)
   python -m netprof view t.trace --png t.png     the same picture with no display, for reports and CI
@@ -126,6 +127,26 @@ def cmd_features(args: argparse.Namespace) -> int:
         print(json.dumps(found.to_json(), indent=2))
     else:
         print(format_table(found))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import costs, measure
+
+    if os.uname().machine != "x86_64":
+        raise UsageError(f"probe costs are measured on x86-64 only, not {os.uname().machine}: span durations "
+                         "stay as recorded")
+    found = None if args.refresh else costs.cached()
+    if found is None:
+        try:
+            found = measure.measure()
+        except measure.CalibrationError as err:
+            raise UsageError(f"cannot measure probe costs: {err}") from None
+        costs.save(found)
+    if args.json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print(found.table())
     return 0
 
 
@@ -284,12 +305,12 @@ def _time_filter(text: str | None) -> tuple[float | None, float | None]:
     return window
 
 
-def _load(path: str):
+def _load(path: str, raw: bool = False):
     from .trace import load
     from .format.tracefile import TraceError
 
     try:
-        return load(path)
+        return load(path, raw_durations=raw)
     except TraceError as err:
         raise UsageError(str(err)) from None
 
@@ -297,7 +318,7 @@ def _load(path: str):
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import format_report
 
-    trace = _load(args.trace)
+    trace = _load(args.trace, args.raw)
     start, end = _time_filter(args.filter)
     try:
         print(format_report(trace, start, end, tuple(args.ignored_cpus or ()), _split(args.probe) or None,
@@ -312,7 +333,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not (args.perfetto or args.pcap or args.csv or args.parquet):
         raise UsageError("nothing to export: give --perfetto FILE, --pcap FILE, --csv FILE or --parquet FILE")
-    trace = _load(args.trace)
+    trace = _load(args.trace, args.raw)
     start, end = _time_filter(args.filter)
     spans = trace.spans(start=start, end=end, ignored_cpus=args.ignored_cpus or ())
     try:
@@ -359,7 +380,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         raise _viz_missing(err) from None
     size = _size(args.size)
     start, end = _time_filter(args.filter)
-    trace = _load(args.trace)
+    trace = _load(args.trace, args.raw)
     try:
         return view(trace, args, size, start, end)
     except ImportError as err:
@@ -412,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
     p.add_argument("--probe", action="append", metavar="NAME[,NAME]", help="only these probes")
     p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
+    p.add_argument("--raw", action="store_true",
+                   help="span durations as measured, netprof's own probe cost left in (default: corrected for it)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="write a trace as Perfetto JSON, pcap, CSV or Parquet")
@@ -422,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", metavar="FILE", help="spans as Parquet (needs pyarrow)")
     p.add_argument("-f", "--filter", metavar="START-END", help="only spans in this window (ns since the start)")
     p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
+    p.add_argument("--raw", action="store_true",
+                   help="span durations as measured, netprof's own probe cost left in (default: corrected for it)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("view", help="the timeline viewer: call stacks per CPU, user spans, packets, throughput, "
@@ -445,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filter", metavar="START-END", help="only this window (ns since the start)")
     p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
     p.add_argument("--backend", default="pyside6", help="vispy backend for the window (default pyside6)")
+    p.add_argument("--raw", action="store_true",
+                   help="span durations as measured, netprof's own probe cost left in (default: corrected for it)")
     p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("features", help="what this kernel supports: attach mechanisms, program and map types")
@@ -452,6 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true",
                    help="probe again instead of using this boot's cache (needs CAP_BPF; only root rewrites the cache)")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("calibrate", help="what a uprobe span costs at each kind of site on this kernel: measured "
+                                         "once a boot, and taken off span durations")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--refresh", action="store_true", help="measure again instead of using this boot's cache")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("detach", help="remove XDP programs left attached by a netprof that was killed "
                                       "(needs CAP_NET_ADMIN)")

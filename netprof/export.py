@@ -48,12 +48,16 @@ def perfetto(trace: Trace, path: str | Path, spans: Spans | None = None) -> dict
         # Parents before their children, also where both start at once (outer orphans, for one).
         order = np.lexsort((a["depth"], a["start"]))
         starts = (a["start"] - origin) / 1e3
-        durations = a["duration"] / 1e3
+        # The timeline keeps the spans' raw extents, so that children stay inside their parents;
+        # durations without netprof's probe cost go in the args.
+        durations = (a["end"] - np.minimum(a["start"], a["end"])) / 1e3
         ids = spans.id
+        corrected = ',"corrected_ns":{}' if trace.corrected else ""
         for i in order.tolist():
             f.write(f'{{"ph":"X","name":{names[a["probe"][i]]},"pid":{pids[i]},"tid":{a["tid"][i]},'
                     f'"ts":{starts[i]:.3f},"dur":{durations[i]:.3f},"args":{{"id":{ids[i]},"parent":{a["parent"][i]},'
-                    f'"arg":{a["arg"][i]},"ret":{a["ret"][i]},"self_ns":{a["self"][i]},"flags":{a["flags"][i]}}}}},\n')
+                    f'"arg":{a["arg"][i]},"ret":{a["ret"][i]},"self_ns":{a["self"][i]},"flags":{a["flags"][i]}'
+                    f'{corrected.format(a["duration"][i])}}}}},\n')
         counts["spans"] = len(a)
         bin_ns = trace.header.get("bin_ns", 10_000_000)
         for (netns, ifindex, direction), (times, values) in trace.series("throughput", bin_ns).items():

@@ -28,12 +28,26 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def span_stats(spans) -> list[list[str]]:
+    """A row per probe; where durations are corrected, the raw mean last."""
     rows = []
+    raw_means = _raw_means(spans) if spans.trace.corrected else None
     for s in spans.stats():
         stats = [_ns(s[k]) for k in ("total", "self", "mean", "p50", "p90", "p99", "max")] if s["count"] else ["-"] * 7
         rows.append([spans.trace.probe_name(int(s["probe"])), f"{int(s['count']):,}", *stats,
                      f"{int(s['incomplete']):,}" if s["incomplete"] else ""])
+        if raw_means is not None:
+            rows[-1].append(_ns(raw_means[int(s["probe"])]) if s["count"] else "-")
     return rows
+
+
+def _raw_means(spans) -> dict[int, float]:
+    """Mean raw duration of the complete spans, per probe."""
+    raw = spans.trace.raw_times()[0]
+    complete = spans.array["flags"] == 0
+    probes = spans.array["probe"][complete]
+    total = np.bincount(probes, weights=raw[spans.id[complete]])
+    count = np.bincount(probes)
+    return {int(p): float(total[p] / count[p]) for p in np.flatnonzero(count)}
 
 
 def format_report(trace: Trace, start: float | None = None, end: float | None = None,
@@ -49,9 +63,13 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
         out.append(f"warning: ... and {len(trace.problems) - 5} more problems")
     spans = trace.spans(probe=probes, pid=pids, start=start, end=end, ignored_cpus=ignored_cpus)
     if len(spans):
-        out += ["", "spans per probe:",
-                _table(["probe", "count", "total", "self", "mean", "p50", "p90", "p99", "max", "open/orphan"],
-                       span_stats(spans))]
+        headers = ["probe", "count", "total", "self", "mean", "p50", "p90", "p99", "max", "open/orphan"]
+        out += ["", "spans per probe:"]
+        if trace.corrected:
+            headers.append("raw mean")
+            out.append("(durations without netprof's probe cost, as measured on the capturing kernel; raw mean: as "
+                       "recorded; --raw for all as recorded)")
+        out.append(_table(headers, span_stats(spans)))
         busy = spans.busy_per_cpu()
         counts = np.bincount(spans.array["cpu"])
         rows = [[str(c), f"{int(counts[c]):,}", _ns(float(busy.get(c, 0)))] for c in np.flatnonzero(counts).tolist()]

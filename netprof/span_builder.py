@@ -127,10 +127,16 @@ def build(events: np.ndarray, t_start: int | None = None, t_end: int | None = No
     if in_orphan.size and lone_exits.size:
         exit_above = _next_lone_exit(src[in_orphan], at[src[in_orphan]] - 1, lone_exits, at, key)
         spans["parent"][in_orphan] = np.where(exit_above >= 0, span_of_event[exit_above], -1)
-    has_parent = spans["parent"] >= 0
-    child_time = np.bincount(spans["parent"][has_parent], weights=spans["duration"][has_parent], minlength=len(spans))
-    spans["self"] = np.maximum(spans["duration"].astype(np.float64) - child_time, 0).astype(np.uint64)
+    spans["self"] = self_times(spans["duration"], spans["parent"])
     return spans
+
+
+def self_times(duration: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Each span's duration less its children's (``parent``: the row of each span's parent, -1
+    none), never below 0."""
+    has_parent = parent >= 0
+    child_time = np.bincount(parent[has_parent], weights=duration[has_parent], minlength=len(duration))
+    return np.maximum(duration.astype(np.float64) - child_time, 0).astype(np.uint64)
 
 
 @functools.cache

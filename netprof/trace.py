@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outfile
+from . import correction, outfile
 from . import span_builder
 from .format.layout import MEMORY_SOCKETS, MEMORY_SYSTEM, RX, TX  # noqa: F401 - what the keys of series() mean
 from .span_builder import MISMATCHED, OPEN, ORPHAN, SPAN  # noqa: F401 - span flags and the spans' dtype
@@ -181,8 +181,9 @@ class Spans:
 class Trace:
     """What a trace file holds (see netprof.load)."""
 
-    def __init__(self, raw: RawTrace):
+    def __init__(self, raw: RawTrace, raw_durations: bool = False):
         self.raw = raw
+        self.raw_durations = raw_durations  # spans as measured, netprof's own probe cost left in
         if raw.end is None:
             raw.problems.insert(0, self._incomplete())
 
@@ -286,7 +287,28 @@ class Trace:
             events = events[~np.isin(events["probe"], self.instant_probes)]
         if not events.size:
             return np.empty(0, span_builder.SPAN)
-        return span_builder.build(events, *self.time_range)
+        spans = span_builder.build(events, *self.time_range)
+        costs = self._probe_costs
+        if costs is not None and not self.raw_durations:
+            spans["duration"], spans["self"] = correction.correct(spans, *costs)
+        return spans
+
+    @cached_property
+    def _probe_costs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return correction.probe_costs(self.probes)
+
+    @property
+    def corrected(self) -> bool:
+        """Whether span durations (``duration``, ``self``) are corrected for netprof's own probe
+        cost (netprof.correction): where the capture measured it, unless loaded with ``raw_durations``.
+        ``end - start`` stays the span's raw extent on the timeline."""
+        return not self.raw_durations and self._probe_costs is not None
+
+    def raw_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(duration, self) of every span as measured, probe cost left in (a row per ``all_spans`` row)."""
+        spans = self.all_spans
+        duration = spans["end"] - np.minimum(spans["start"], spans["end"])
+        return duration, span_builder.self_times(duration, spans["parent"])
 
     def spans(self, probe: str | Iterable[str] | None = None, cpu: int | Iterable[int] | None = None,
               pid: int | Iterable[int] | None = None, start: float | None = None, end: float | None = None,
@@ -398,18 +420,19 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, glibc's mal
 _LARGE_TRACE = 64 << 20
 
 
-def load(path: str | Path, progress: bool | None = None) -> Trace:
+def load(path: str | Path, progress: bool | None = None, raw_durations: bool = False) -> Trace:
     """Read a trace file: every complete chunk; ``trace.problems`` says what was cut or skipped.
-    A progress bar shows on stderr for large files when stderr is a terminal."""
+    A progress bar shows on stderr for large files when stderr is a terminal. Span durations are
+    corrected for netprof's own probe cost where the capture measured it (``raw_durations``: not)."""
     path = Path(path)
     if path.exists() and path.stat().st_size > _LARGE_TRACE:
         _reuse_freed_memory()
     if progress is None:
         progress = sys.stderr.isatty() and path.exists() and path.stat().st_size > 256 << 20
     if not progress:
-        return Trace(read(path))
+        return Trace(read(path), raw_durations)
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
         task = bar.add_task(f"loading {path.name}", total=path.stat().st_size)
-        return Trace(read(path, on_progress=lambda done: bar.update(task, completed=done)))
+        return Trace(read(path, on_progress=lambda done: bar.update(task, completed=done)), raw_durations)

@@ -27,7 +27,7 @@ def probe_gives(monkeypatch):
 
 
 def cache_of(folder: Path) -> Path:
-    return folder / f"features-{features._boot_id()}.json"
+    return folder / f"features-{features.boot_id()}.json"
 
 
 @pytest.mark.root

@@ -38,7 +38,10 @@ class Probe:
     kind: str          # "kernel", "user", "net" (tracepoint pair), "event" (one tracepoint), "xdp"
     mechanism: str     # "fentry", "kprobe", "uprobe", "tracepoint", "xdp"
     target: str = ""
-    cost_us: float | None = None  # uprobes: the expected cost of a hit at this site
+    # Measured on this kernel (netprof.calibrate), for uprobes: what a probed call costs its caller
+    # in all, and the part of that inside the span; the analysis takes them off the durations.
+    cost_ns: float | None = None
+    in_span_ns: float | None = None
 
     def row(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -106,10 +109,10 @@ class Planner:
         self._xdp()
         return self.plans
 
-    def _add(self, name: str, kind: str, mechanism: str, target: str = "", cost: float | None = None) -> Probe:
+    def _add(self, name: str, kind: str, mechanism: str, target: str = "", cost: Any = None) -> Probe:
         if any(p.name == name for p in self.probes):
             name = f"{name}#{len(self.probes)}"  # two targets with one short name: keep them apart
-        probe = Probe(len(self.probes), name, kind, mechanism, target, cost)
+        probe = Probe(len(self.probes), name, kind, mechanism, target, *((cost.cost_ns, cost.in_span_ns) if cost else ()))
         self.probes.append(probe)
         return probe
 
@@ -145,23 +148,30 @@ class Planner:
                                "tracepoints, or run netprof in the vm/ guest")
 
     def _user(self) -> None:
+        costs = None
+        if self.options.user:
+            from ..calibrate import costs as calibration
+
+            costs = calibration.current()
         for spec in self.options.user:
             try:
                 target = elf.resolve_target(spec)
             except elf.ElfError as err:
                 raise SessionError(str(err)) from None
             name = f"{Path(target.path).name}:{target.symbol}"
-            cheaper = None if self.options.exact_entry or target.symbol_offset else elf.cheaper_site(target)
-            if cheaper is not None:  # past the endbr64: the same registers and stack, an emulated instruction
+            cheaper = None if self.options.exact_entry or target.symbol_offset else elf.cheaper_site(target, costs)
+            if cheaper is not None:  # past the endbr64: the same registers and stack, a cheaper instruction
                 log.info("%s: probed at %s+%#x, past its endbr64 (--exact-entry to probe %s itself)", name,
                          target.symbol, cheaper.symbol_offset, target.symbol)
                 target = cheaper
-            cost = elf.site_cost(target)
-            probe = self._add(name, "user", "uprobe", str(target), cost.approx_us if cost else None)
-            if cost is not None and not cost.emulated:
-                first = cost.description.split(", single-stepped")[0]
-                self.notes.append(f"{name}: the kernel single-steps its probed instruction ({first}): about "
-                                  f"{cost.approx_us:.0f} µs a call, which its spans include")
+            site = elf.site(target)
+            cost = costs.for_instruction(site.code) if costs is not None and site is not None else None
+            probe = self._add(name, "user", "uprobe", str(target), cost)
+            if site is not None and not (cost.emulated if cost is not None else site.emulated):
+                measured = (f": {cost.cost_ns / 1000:.1f} µs a call, measured, {cost.in_span_ns / 1000:.1f} µs of "
+                            "it inside its spans (report and view take it off)") if cost is not None else ""
+                self.notes.append(f"{name}: the kernel single-steps its probed instruction ({site.description}, "
+                                  f"{site.insn_hex}){measured}")
             self.plans.append(UprobePlan(probe, target))
 
     def _net(self) -> None:

@@ -54,6 +54,15 @@ class Sources:
     programs: list[tuple[int, BpfProgram]] = field(default_factory=list)
 
 
+def _yield_to_traced_threads() -> None:
+    """Run the drain as a batch thread: it still gets its fair share of a busy CPU, but its
+    wake-ups every few milliseconds no longer preempt a traced thread on the same CPU, which
+    would add the drain's time to whatever span that thread was in (measured: a 2 µs function's
+    mean read up to 5 µs on 2 CPUs, its median unchanged)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # this thread only
+
+
 class Runner:
     def __init__(self, options: CaptureOptions, probes: list[Probe], sources: Sources, writer: TraceWriter,
                  summary: Summary, bin_ns: int, status: bool = False):
@@ -69,6 +78,7 @@ class Runner:
         self._user_probe_ids = [p.id for p in probes if p.kind == "user"]
 
     def run(self, duration: float | None = None) -> Summary:
+        _yield_to_traced_threads()
         start = time.monotonic()
         next_memory = next_flush = next_status = start
         interval = self.options.memory_interval / 1000

@@ -21,6 +21,7 @@ import re
 import shutil
 import struct
 from dataclasses import dataclass, replace
+from typing import Any
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -31,14 +32,14 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ElfError",
-    "SiteCost",
+    "Site",
     "UprobeTarget",
     "cheaper_site",
     "locate",
     "parse_target",
     "resolve",
     "resolve_target",
-    "site_cost",
+    "site",
 ]
 
 
@@ -67,18 +68,13 @@ class UprobeTarget:
 
 
 @dataclass(frozen=True)
-class SiteCost:
-    """What a uprobe hit costs at a probe site, from the first instruction there (x86-64 only)."""
+class Site:
+    """The first instruction at a probe site (x86-64 only)."""
 
     insn_hex: str  # the decoded instruction's bytes in hex ("55", "f30f1efa"), up to 8 bytes if unknown
-    description: str  # "push %rbp", "endbr64, single-stepped: ~13 µs a hit; probe ...", "other, single-stepped: ..."
-    emulated: bool  # True when the kernel emulates it instead of single-stepping it out of line
-    approx_us: float  # measured per-hit cost on this project's kernel (6.18): ~1 emulated, ~13 single-stepped
-
-
-# Per-hit cost of a uprobe measured on this project's machines (Linux 6.18, x86-64).
-EMULATED_US = 1.0
-SINGLE_STEP_US = 13.0
+    description: str  # "push %rbp", "endbr64", "other"
+    emulated: bool  # whether arch/x86/kernel/uprobes.c emulates it (what it says; costs are measured)
+    code: bytes  # the bytes there, the instruction first
 
 _MACHINES = {62: "x86_64", 183: "aarch64"}  # e_machine: EM_X86_64, EM_AARCH64
 _ET_REL, _ET_EXEC, _ET_DYN, _ET_CORE = 1, 2, 3, 4
@@ -676,27 +672,19 @@ def _imported_message(elf: _Elf, name: str) -> str:
 # Probe-site cost (x86-64)
 
 
-def site_cost(target: UprobeTarget) -> SiteCost | None:
-    """What a hit of a uprobe at ``target`` costs, from its first instruction; None off x86-64."""
+def site(target: UprobeTarget) -> Site | None:
+    """The instruction a uprobe at ``target`` is placed on; None off x86-64."""
     if target.machine != "x86_64":
         return None
     code = _read_at(target.path, target.offset, 16)
-    desc, emulated, length = _decode_x86(code)
-    insn = code[: length or 8].hex()
-    if desc == "endbr64":
-        after_desc, after_emulated, _ = _decode_x86(code[4:])
-        desc = f"endbr64, single-stepped: ~{SINGLE_STEP_US:.0f} µs a hit"
-        if after_emulated and (not target.size or target.symbol_offset + 4 < target.size):
-            where = f"{target.symbol}+{target.symbol_offset + 4:#x}" if target.symbol else f"{target.offset + 4:#x}"
-            desc += (f": probe {where} instead, the {after_desc} after it, which the kernel emulates "
-                     f"(~{EMULATED_US:.0f} µs, ~10x cheaper)")
-    elif not emulated:
-        desc += f", single-stepped: ~{SINGLE_STEP_US:.0f} µs a hit"
-    return SiteCost(insn, desc, emulated, EMULATED_US if emulated else SINGLE_STEP_US)
+    description, emulated, length = decode_x86(code)
+    return Site(code[: length or 8].hex(), description, emulated, code)
 
 
-def cheaper_site(target: UprobeTarget) -> UprobeTarget | None:
-    """``target`` moved 4 bytes on, past an ``endbr64``, when the next instruction is emulated; else None.
+def cheaper_site(target: UprobeTarget, costs: Any = None) -> UprobeTarget | None:
+    """``target`` moved 4 bytes on, past an ``endbr64``, when the instruction there costs a uprobe
+    less: by ``costs`` (a netprof.calibrate.costs.Calibration, measured on this kernel) where given,
+    else when arch/x86/kernel/uprobes.c emulates it. None when it does not, or is not there.
 
     Both spots see the same registers and stack (endbr64 changes neither), so an entry probe or a
     uretprobe behaves the same at +4.
@@ -704,9 +692,13 @@ def cheaper_site(target: UprobeTarget) -> UprobeTarget | None:
     if target.machine != "x86_64":
         return None
     code = _read_at(target.path, target.offset, 16)
-    if _decode_x86(code)[0] != "endbr64" or not _decode_x86(code[4:])[1]:
+    if decode_x86(code)[0] != "endbr64" or (target.size and target.symbol_offset + 4 >= target.size):
         return None
-    if target.size and target.symbol_offset + 4 >= target.size:
+    if costs is not None:
+        here, there = costs.for_instruction(code), costs.for_instruction(code[4:])
+        if here is None or there is None or there.cost_ns >= here.cost_ns:
+            return None
+    elif not decode_x86(code[4:])[1]:
         return None
     return replace(target, offset=target.offset + 4, address=target.address + 4,
                    symbol_offset=target.symbol_offset + 4)
@@ -725,7 +717,7 @@ _REGS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi")
 _CC = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g")
 
 
-def _decode_x86(code: bytes) -> tuple[str, bool, int | None]:
+def decode_x86(code: bytes) -> tuple[str, bool, int | None]:
     """(description, emulated by the kernel's uprobe code, length or None) of the instruction at ``code``.
 
     Names only what arch/x86/kernel/uprobes.c emulates (push reg, nop, call/jmp/jcc rel) and the

@@ -142,7 +142,7 @@ def judge(err: OSError, needs: Iterable[Cap], why: str | None = None,
     return Finding.unknown(why)
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
@@ -292,7 +292,7 @@ def probe() -> Features:
 
 
 def _cache_name() -> str:
-    return f"features-{_boot_id()}.json"
+    return f"features-{boot_id()}.json"
 
 
 def cached() -> Features | None:

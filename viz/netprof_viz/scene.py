@@ -544,8 +544,11 @@ class Scene:
         name = self.names[self._span_probe[span]]
         flags = flag_words(int(s["flags"]))
         parent = int(s["parent"])
+        corrected = self.trace.corrected  # durations without netprof's probe cost; --raw: as recorded
+        raw = f"  (raw {format_duration(int(s['end'] - s['start']))})" if corrected else ""
         return [name,
-                f"start {format_time(int(s['start']) - self.origin, 1)}  duration {format_duration(int(s['duration']))}",
+                f"start {format_time(int(s['start']) - self.origin, 1)}  duration {format_duration(int(s['duration']))}"
+                f"{' corrected' if corrected else ''}{raw}",
                 f"self {format_duration(int(s['self']))}  depth {int(s['depth'])}",
                 f"id {int(self.span_ids[span])}  parent {parent if parent >= 0 else 'none'}",
                 f"cpu {int(s['cpu'])}  pid {int(s['pid'])}  tid {int(s['tid'])}",

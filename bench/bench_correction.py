@@ -7,7 +7,8 @@ as Ubuntu, Fedora and RHEL build (-O2 -fcf-protection: every function starts wit
 runs unprobed for the truth, then under each tool. netprof: the raw means, and the means its
 analysis gives after taking off the probe cost it measured on this kernel (netprof calibrate).
 bpftrace: the mean of uretprobe time minus uprobe time, per function (its probes sit on the
-endbr64, which the kernel single-steps). Medians of RUNS runs; needs root and gcc.
+endbr64, which the kernel single-steps; it gives no median). Means and medians of the durations,
+each the median of RUNS runs; needs root and gcc.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CALLS = 100  # calls of top(): 1,000 of mid(), 10,000 of leaf()
 LEVELS = ("top", "mid", "leaf")
@@ -37,10 +40,11 @@ TRACED = {CPUS[-1]}
 TOOLS = set(CPUS[:-1]) or TRACED
 
 
-def own_clock(program: Path, leaf_ns: int) -> dict[str, float]:
+def own_clock(program: Path, leaf_ns: int) -> dict[str, tuple[float, float]]:
+    """(mean, median) duration per level, as the program's own clock saw it."""
     out = subprocess.run([str(program), str(CALLS), str(leaf_ns)], check=True, capture_output=True, text=True,
                          preexec_fn=lambda: os.sched_setaffinity(0, TRACED)).stdout
-    return {name: float(value) for name, value in (line.split() for line in out.splitlines())}
+    return {name: (float(mean), float(median)) for name, mean, median in (line.split() for line in out.splitlines())}
 
 
 def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) -> None:
@@ -56,8 +60,8 @@ def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) ->
     raise RuntimeError(f"no '{word}' within {timeout} s")
 
 
-def netprof(program: Path, leaf_ns: int, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """(corrected means, raw means) in ns."""
+def netprof(program: Path, leaf_ns: int, tmp: Path) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """(corrected, raw) (mean, median) per level, in ns."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from netprof.trace import load
 
@@ -82,8 +86,8 @@ def netprof(program: Path, leaf_ns: int, tmp: Path) -> tuple[dict[str, float], d
     for level in LEVELS:
         [probe] = trace.probe_ids(f"{program.name}:{level}")
         mine = (spans["probe"] == probe) & (spans["flags"] == 0)
-        corrected[level] = float(spans["duration"][mine].mean())
-        as_recorded[level] = float(raw[mine].mean())
+        corrected[level] = (float(spans["duration"][mine].mean()), float(np.median(spans["duration"][mine])))
+        as_recorded[level] = (float(raw[mine].mean()), float(np.median(raw[mine])))
     return corrected, as_recorded
 
 
@@ -126,22 +130,23 @@ def main() -> None:
     print(f"self_timed {CALLS} calls of top (x10 mid, x100 leaf), -O2 -fcf-protection; medians of {RUNS} runs"
           + (f"; bpftrace skipped: {problem}" if problem else ""))
     for leaf_ns in (2000, 10000):
-        truth = {k: statistics.median(r[k] for r in (own_clock(program, leaf_ns) for _ in range(RUNS))) for k in LEVELS}
+        truths = [own_clock(program, leaf_ns) for _ in range(RUNS)]
         runs = [netprof(program, leaf_ns, tmp) for _ in range(RUNS)]
-        corrected = {k: statistics.median(r[0][k] for r in runs) for k in LEVELS}
-        raw = {k: statistics.median(r[1][k] for r in runs) for k in LEVELS}
-        worst = {k: max((r[0][k] for r in runs), key=lambda v: abs(v - truth[k])) for k in LEVELS}
         peer = None if problem else [bpftrace(program, leaf_ns) for _ in range(RUNS)]
-        print(f"\nleaf busy-waits {leaf_ns / 1000:.0f} µs (mean durations, µs):")
-        print(f"  {'function':8} {'truth':>9}  {'netprof corrected':>21}  {'worst run':>10}  {'netprof raw':>21}"
+        print(f"\nleaf busy-waits {leaf_ns / 1000:.0f} µs; µs, and the error against the truth:")
+        print(f"  {'function':8} {'':6} {'truth':>8}  {'netprof corrected':>19}  {'netprof raw':>19}"
               + ("  bpftrace" if peer else ""))
         for k in LEVELS:
-            line = (f"  {k:8} {truth[k] / 1e3:9.2f}  {corrected[k] / 1e3:9.2f} ({error(corrected[k], truth[k])})  "
-                    f"{error(worst[k], truth[k]):>10}  {raw[k] / 1e3:9.2f} ({error(raw[k], truth[k])})")
-            if peer:
-                value = statistics.median(r[k] for r in peer if k in r)
-                line += f"  {value / 1e3:9.2f} ({error(value, truth[k])})"
-            print(line, flush=True)
+            for i, stat in enumerate(("mean", "median")):
+                truth = statistics.median(t[k][i] for t in truths)
+                corrected = statistics.median(r[0][k][i] for r in runs)
+                raw = statistics.median(r[1][k][i] for r in runs)
+                line = (f"  {k if not i else '':8} {stat:6} {truth / 1e3:8.2f}  {corrected / 1e3:9.2f} ({error(corrected, truth)})"
+                        f"  {raw / 1e3:9.2f} ({error(raw, truth)})")
+                if peer and stat == "mean":
+                    value = statistics.median(r[k] for r in peer if k in r)
+                    line += f"  {value / 1e3:9.2f} ({error(value, truth)})"
+                print(line, flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -36,8 +36,8 @@ def events() -> np.ndarray:
     return out[np.argsort(out["ts"], kind="stable")]
 
 
-def write(path) -> None:
-    writer = TraceWriter(path, new_header(PROBES, 64, bin_ns=10_000_000, interfaces={"7": "veth0"}))
+def write(path, probes: list[dict] = PROBES) -> None:
+    writer = TraceWriter(path, new_header(probes, 64, bin_ns=10_000_000, interfaces={"7": "veth0"}))
     writer.write(Kind.SPANS, events())
     packet = np.zeros(1, layout.xdp_packet(64).dtype())
     packet["ts"], packet["ifindex"], packet["len"], packet["caplen"] = T0 + PACKET_AT, 7, 64, 64

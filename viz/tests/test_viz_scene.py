@@ -348,3 +348,17 @@ def test_the_viewer_and_the_report_write_memory_and_throughput_alike(user_calls_
     assert f"min {mib(950 * 2**20)}" in labels                              # the lane's floor: 10% under the least
     peak = mbit_per_s(19_000 / 10e-6)                                       # 19 kB in a 10 us bin
     assert peak == "15,200.0 Mbit/s" and f"max {peak}" in labels and peak in report
+
+
+def test_describe_labels_corrected_durations_and_gives_the_raw_one(tmp_path):
+    """A user probe whose cost the capture measured: the tooltip says the duration is corrected
+    and shows the raw one beside it; loaded with raw_durations, the plain recorded duration."""
+    path = tmp_path / "calibrated.trace"
+    probes = [dict(p) for p in viz_trace.PROBES]
+    probes[2].update(cost_ns=1_000_000.0, in_span_ns=20_000_000.0)  # client:send_all, 500 ms long
+    viz_trace.write(path, probes)
+    for raw, expected in ((False, "duration 480 ms corrected  (raw 500 ms)"), (True, "duration 500 ms")):
+        scene = Scene(netprof.load(path, raw_durations=raw))
+        i, _, _ = pixel_of(scene, scene.initial_view(1000), "client:send_all", 1)
+        line = scene.describe(i)[1]
+        assert line.endswith(expected), line

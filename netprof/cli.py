@@ -245,6 +245,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     profile = _config(args.config) if args.config else {}
     given = {name: getattr(args, name, None) for name in CaptureOptions.settings()}
+    given["command"] = getattr(args, "command_argv", None)
+    if given["command"] == []:
+        raise UsageError("nothing after --: give the command to run, e.g. -- ./server --port 8080")
     given["kernel"], given["user"], given["tracepoints"] = _probe_names(args)
     given["xdp"] = _split(args.xdp)
     try:
@@ -264,8 +267,14 @@ def cmd_attach(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="netprof: %(message)s")
     # SIGHUP too: an ssh session that drops must end the capture as cleanly as Ctrl-C does.
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def stop(sig: int, _frame) -> None:
+        session.stop()
+        if session.command is not None and sig != signal.SIGINT:  # Ctrl-C reached it from the terminal
+            session.command.signal(sig)
+
     for sig in previous:
-        signal.signal(sig, lambda *_: session.stop())
+        signal.signal(sig, stop)
     try:
         try:
             with session:
@@ -273,8 +282,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
                     print(f"netprof: {note}", file=sys.stderr)
                 what = ", ".join(f"{p.mechanism}:{p.name}" for p in session.probes[:6])
                 more = f" and {len(session.probes) - 6} more" if len(session.probes) > 6 else ""
-                print(f"Tracing {what or 'throughput/memory'}{more}"
-                      + (f" for {duration:g} s" if duration else "") + ". Hit Ctrl-C to end.", file=sys.stderr)
+                until = (f" until {options.command[0]} exits" + (f" or for {duration:g} s" if duration else "")
+                         if options.command else f" for {duration:g} s" if duration else "")
+                print(f"Tracing {what or 'throughput/memory'}{more}{until}. Hit Ctrl-C to end.", file=sys.stderr)
                 session.run(duration)
         except (SessionError, BpfError, OSError) as err:
             raise UsageError(str(err)) from None
@@ -288,7 +298,23 @@ def cmd_attach(args: argparse.Namespace) -> int:
           f"{loss_line(summary.lost)}; "
           f"wrote {summary.output} ({summary.bytes_written / 2**20:.1f} MiB). Read it with: netprof report "
           f"{summary.output}", file=sys.stderr)
-    return 0
+    return _command_status(session.command)
+
+
+def _command_status(command) -> int:
+    """netprof's exit status: the command's, as a shell gives it, when it ran one (it gets a few
+    seconds to end after a capture stopped first: Ctrl-C reached it too); else 0."""
+    if command is None or command.process is None:
+        return 0
+    from .capture.command import describe_status
+
+    if not command.exited.wait(5):
+        print(f"netprof attach: {command.argv[0]} (pid {command.pid}) is still running; the capture ended before it",
+              file=sys.stderr)
+        return 0
+    if command.status:
+        print(f"netprof attach: {command.argv[0]} {describe_status(command.status)}", file=sys.stderr)
+    return command.status or 0
 
 
 def _time_filter(text: str | None) -> tuple[float | None, float | None]:
@@ -495,7 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command: list[str] | None = None
+    if "attach" in argv and "--" in argv[argv.index("attach"):]:  # attach [options] -- COMMAND ARGS
+        split = argv.index("--", argv.index("attach"))
+        argv, command = argv[:split], argv[split + 1:]
     args = parser.parse_args(argv)
+    if command is not None:
+        args.command_argv = command
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

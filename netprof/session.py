@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import outfile
 from .capture.attachers import Attacher
+from .capture.command import Command, CommandError
 from .capture.options import CaptureOptions, OptionError
 from .capture.plan import Planner, Probe, SessionError
 from .capture.runner import Runner, Sources, Summary
@@ -57,6 +59,8 @@ class Session:
         o = self.options
         if o.sockets:
             o.memory = True
+        if o.command and o.pid is not None:
+            raise SessionError("give -p PID or a command to run, not both")
         if not (o.kernel or o.user or o.net or o.tracepoints or o.xdp or o.throughput or o.memory):
             raise SessionError("nothing to capture: name kernel functions (-k), user functions (-u), --net, "
                                "an interface (-x), --throughput or --memory")
@@ -71,6 +75,7 @@ class Session:
         self._runner: Runner | None = None
         self._stop_asked = False
         self.control: Map | None = None
+        self.command: Command | None = None  # with a command: it, started, held before its exec until run()
 
     # --- privileges: the capabilities asked for, not uid 0 ----------------------------------------
 
@@ -102,6 +107,14 @@ class Session:
             outfile.check_target(self.output)
         except outfile.OutputError as err:
             raise SessionError(str(err)) from None
+        if self.options.command:
+            try:
+                self.command = Command(self.options.command)
+                pid = self.command.start()  # held before its exec: followed like -p from its first instruction
+            except CommandError as err:
+                raise SessionError(str(err)) from None
+            self._stack.callback(self.command.abandon)  # never released (setup failed): it exits, unrun
+            self.options = dataclasses.replace(self.options, pid=pid, no_inherit=False)
         planner = Planner(self.options)
         plans = planner.plan()
         self.probes, self.notes = planner.probes, planner.notes
@@ -161,8 +174,11 @@ class Session:
             self._runner.stopped.set()
 
     def run(self, duration: float | None = None) -> Summary:
+        """Record until ``duration`` ends, stop() is called or the command (if any) exits."""
         if self._runner is None:
             raise RuntimeError("run() a Session inside its with block")
+        if self.command is not None and self.command.process is not None and not self.command.exited.is_set():
+            self.command.release(on_exit=self.stop)
         return self._runner.run(duration)
 
     # --- teardown ---------------------------------------------------------------------------------
@@ -175,6 +191,8 @@ class Session:
             finally:
                 self._links.close()  # detach first: nothing arrives after the last drain
             if self._runner is not None and self._runner.writer.fd >= 0:
+                if self.command is not None and self.command.process is not None:
+                    self._runner.name_process(self.command.pid, self.command.name)
                 self._runner.finish()
         finally:
             self._stack.close()

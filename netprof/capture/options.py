@@ -48,7 +48,8 @@ class Setting:
     expected: str                # a good value, in words
     valid: Callable[[Any], bool]
     metavar: str | None = None
-    kind: str = "value"          # "value", "flag" (true/false), or "names" (a list; -k also splits commas)
+    kind: str = "value"          # "value", "flag" (true/false), "names" (a list; -k also splits commas), or
+                                 # "argv" (a list kept as it is: a command and its arguments)
 
 
 _FLAG = ("true or false", lambda value: isinstance(value, bool))
@@ -56,7 +57,7 @@ _FLAG = ("true or false", lambda value: isinstance(value, bool))
 
 def _setting(default: Any, flags: tuple[str, ...], help: str, expected: str, valid: Callable[[Any], bool],
              metavar: str | None = None, kind: str = "value") -> Any:
-    factory = {"default_factory": list} if kind == "names" else {"default": default}
+    factory = {"default_factory": list} if kind in ("names", "argv") else {"default": default}
     return field(metadata={"setting": Setting(flags, help, expected, valid, metavar, kind)}, **factory)
 
 
@@ -105,6 +106,11 @@ class CaptureOptions:
                                "a process id (a positive integer)", lambda v: v is None or (_is_int(v) and v > 0))
     no_inherit: bool = _flag(("--no-inherit",), "with -p: only that process, not the processes it forks "
                              "during the capture")
+    command: list[str] = _setting(None, (), "a command to run under the capture (on the command line: after --), "
+                                  "probed from its first instruction, followed with every process it forks; the "
+                                  "capture ends when it exits", 'a program and its arguments, e.g. ["./server", "-v"]',
+                                  lambda v: isinstance(v, list) and bool(v) and all(isinstance(a, str) for a in v)
+                                  and bool(v[0]) or v == [], "COMMAND", "argv")
     duration: float | None = _setting(None, ("-d", "--duration"), "stop after this long (default: Ctrl-C)",
                                       "seconds above 0 and at most a year (leave it out to stop with Ctrl-C)",
                                       lambda v: v is None or (_is_finite(v) and 0 < v <= YEAR), "SECONDS")
@@ -117,7 +123,7 @@ class CaptureOptions:
             value = getattr(self, f.name)
             if f.metadata["setting"].kind == "names" and isinstance(value, str):
                 setattr(self, f.name, value := [value])  # Session(kernel="ip_rcv")
-            elif f.metadata["setting"].kind == "names":
+            elif f.metadata["setting"].kind in ("names", "argv"):
                 setattr(self, f.name, value := list(value))
             check(f.name, value)
 
@@ -182,7 +188,9 @@ def from_sources(given: dict[str, Any], profile: dict[str, Any]) -> CaptureOptio
     values: dict[str, Any] = {}
     for name, setting in CaptureOptions.settings().items():
         mine, theirs = given.get(name), profile.get(name)
-        if setting.kind == "names":
+        if setting.kind == "argv":
+            values[name] = list(mine or theirs or [])  # the command line's command replaces the profile's
+        elif setting.kind == "names":
             listed = [theirs] if isinstance(theirs, str) else list(theirs or ())
             values[name] = split_names(listed + list(mine or ())) if name == "kernel" else \
                 list(dict.fromkeys(listed + list(mine or ())))

@@ -216,6 +216,10 @@ class Runner:
                                           "packets": self.summary.packets, "lost": self.summary.lost})
         self.summary.bytes_written = self.writer.bytes
 
+    def name_process(self, pid: int, comm: str) -> None:
+        """What to call ``pid`` if it was gone before its name could be read."""
+        self._comms.setdefault(str(pid), comm)
+
     def _names(self) -> dict:
         """What the records' numbers name: the processes seen (pid -> comm) and the network
         namespaces throughput was counted in (inode -> its name and interfaces)."""

@@ -40,7 +40,7 @@ def test_user_function_calls_become_spans(target_program, tmp_path):
     raw = spans["end"] - spans["start"]
     assert np.all(raw > 0)
     # work() takes nanoseconds; its probes' own in-span cost (~0.7 µs) is taken off
-    assert trace.corrected and np.all(spans["duration"] < raw) and np.median(spans["duration"]) < 300
+    assert trace.corrected and np.all(spans["duration"] < raw) and np.median(spans["duration"]) < np.median(raw) / 2
     assert sorted(spans["arg"].tolist()) == list(range(1000))            # first argument at entry
     assert sorted(spans["ret"].tolist()) == [2 * i + 1 for i in range(1000)]  # return value at exit
     assert len(np.unique(spans["pid"])) == 1

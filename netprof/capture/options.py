@@ -71,6 +71,11 @@ class CaptureOptions:
                                  "a function name or a list of them", _names(), "FUNC[,FUNC]", "names")
     user: list[str] = _setting(None, ("-u", "--user"), "user function to time (repeatable)",
                                "PATH:SYMBOL or a list of them", _names(), "PATH:SYMBOL", "names")
+    exclude: list[str] = _setting(None, ("--exclude",), "leave out the functions this glob matches (repeatable)",
+                                  "a glob or a list of them", _names(), "GLOB", "names")
+    max_probes: int = _setting(1000, ("--max-probes",), "refuse a selection of more functions than this "
+                               "(default 1000)", "a positive integer", lambda v: _is_int(v) and 0 < v <= 100_000,
+                               "N")
     exact_entry: bool = _flag(("--exact-entry",), "probe user functions at their first instruction even where "
                               "the kernel must single-step it (by default a function that starts with endbr64 is "
                               "probed 4 bytes on, where the next instruction is emulated: ~10x cheaper)")
@@ -163,7 +168,8 @@ def toml(value: Any) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The capture's settings as command-line options (every one optional: None when not given,
     so that a TOML profile can fill it)."""
-    types = {"snaplen": int, "buffer": int, "pid": int, "memory_interval": float, "duration": float}
+    types = {"snaplen": int, "buffer": int, "pid": int, "memory_interval": float, "duration": float,
+             "max_probes": int}
     for name, setting in CaptureOptions.settings().items():
         if not setting.flags:
             continue

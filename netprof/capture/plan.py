@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import attach, elf
+from . import selection
 from ..loader.syscall import BpfError
 from .options import CaptureOptions
 
@@ -42,6 +43,7 @@ class Probe:
     # in all, and the part of that inside the span; the analysis takes them off the durations.
     cost_ns: float | None = None
     in_span_ns: float | None = None
+    pattern: str | None = None  # the -u spec (a glob, a short name) that named it, where it was not PATH:SYMBOL
 
     def row(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -153,12 +155,10 @@ class Planner:
             from ..calibrate import costs as calibration
 
             costs = calibration.current()
-        for spec in self.options.user:
-            try:
-                target = elf.resolve_target(spec)
-            except elf.ElfError as err:
-                raise SessionError(str(err)) from None
-            name = f"{Path(target.path).name}:{target.symbol}"
+        chosen = self._user_functions()
+        for function in chosen:
+            target = function.target
+            name = f"{Path(target.path).name}:{function.name}"
             cheaper = None if self.options.exact_entry or target.symbol_offset else elf.cheaper_site(target, costs)
             if cheaper is not None:  # past the endbr64: the same registers and stack, a cheaper instruction
                 log.info("%s: probed at %s+%#x, past its endbr64 (--exact-entry to probe %s itself)", name,
@@ -167,12 +167,32 @@ class Planner:
             site = elf.site(target)
             cost = costs.for_instruction(site.code) if costs is not None and site is not None else None
             probe = self._add(name, "user", "uprobe", str(target), cost)
+            if function.pattern != f"{target.path}:{target.symbol}":
+                probe.pattern = function.pattern
             if site is not None and not (cost.emulated if cost is not None else site.emulated):
                 measured = (f": {cost.cost_ns / 1000:.1f} µs a call, measured, {cost.in_span_ns / 1000:.1f} µs of "
                             "it inside its spans (report and view take it off)") if cost is not None else ""
                 self.notes.append(f"{name}: the kernel single-steps its probed instruction ({site.description}, "
                                   f"{site.insn_hex}){measured}")
             self.plans.append(UprobePlan(probe, target))
+
+    def _user_functions(self) -> list[selection.UserFunction]:
+        """Every function the -u specs name, each once; SessionError for a spec that names none, or
+        for more than --max-probes in all."""
+        o = self.options
+        pid = o.pid if not o.command else None  # a command's own files are not mapped yet
+        chosen: dict[tuple[str, int], selection.UserFunction] = {}
+        for spec in o.user:
+            try:
+                functions = selection.user_functions(spec, pid, tuple(o.exclude))
+            except selection.SelectionError as err:
+                raise SessionError(str(err)) from None
+            for function in functions:
+                chosen.setdefault((function.target.path, function.target.offset), function)
+            if len(chosen) > o.max_probes:
+                raise SessionError(f"{spec!r} makes {len(chosen):,} user functions to probe, more than --max-probes "
+                                   f"{o.max_probes:,}: narrow it (--exclude GLOB) or raise --max-probes")
+        return list(chosen.values())
 
     def _net(self) -> None:
         for name, entry, exit_ in NET_SPANS if self.options.net else []:

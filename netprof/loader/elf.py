@@ -12,6 +12,7 @@ instructions (~1 µs a hit) and single-steps every other one out of line (~13 µ
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import logging
@@ -39,6 +40,9 @@ __all__ = [
     "parse_target",
     "resolve",
     "resolve_target",
+    "resolve_all",
+    "functions",
+    "find_short_library",
     "site",
 ]
 
@@ -157,6 +161,28 @@ def locate(name: str) -> str:
         f"cannot find {name!r} on $PATH or among the shared libraries (ldconfig -p and the standard "
         f"library directories): give its full path"
     )
+
+
+def find_short_library(name: str) -> str | None:
+    """A library by its short name (``libc``: libc.so.6, ``libssl``: the newest libssl.so.N) for
+    this machine, from ldconfig's cache, then the standard directories; None when there is none."""
+    if "/" in name or not name:
+        return None
+    machine = _host_machine()
+    candidates = [file for file in _ldconfig_cache() if file.startswith(name + ".so")]
+    triplet = _TRIPLETS.get(machine, "")
+    for d in (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/usr/local/lib"):
+        with contextlib.suppress(OSError):
+            candidates += [f for f in os.listdir(d) if f.startswith(name + ".so")]
+
+    def version(file: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in file[len(name) + 3:].split(".") if p.isdigit())
+
+    for file in sorted(set(candidates), key=version, reverse=True):
+        found = _find_library(file, machine)
+        if found:
+            return os.path.realpath(found)
+    return None
 
 
 def _which(name: str) -> str | None:
@@ -524,25 +550,51 @@ def resolve(path: str, symbol: str) -> UprobeTarget:
     ``path`` without a '/' is looked up on $PATH, or among the shared libraries for a name like
     ``libc.so.6``. Names come from .symtab first, then .dynsym; ``name@VERSION`` picks one version.
     """
+    return resolve_all(path, [symbol])[0]
+
+
+def resolve_all(path: str, symbols: list[str]) -> list[UprobeTarget]:
+    """``resolve(path, symbol)`` for each of ``symbols``, the file read once."""
     real = locate(path)
-    name, raw_offset, delta = _parse_symbol(symbol)
     with _Elf.open(real) as elf:
         if elf.machine != _host_machine():
             raise ElfError(f"{real} is an {elf.machine} program but this machine is {_host_machine()}: a uprobe "
                            f"traces only programs that run here; probe the {_host_machine()} build of it")
-        if raw_offset is not None:
-            return _raw_offset_target(elf, raw_offset)
-        sym = _find_function(elf, name)
-        if sym.type == _STT_GNU_IFUNC:
-            log.warning("%s in %s is a GNU indirect function: a probe on it fires in its resolver, which runs "
-                        "once when the program loads, not on each call", name, real)
-        if delta < 0 or (sym.size and delta >= sym.size):
-            raise ElfError(f"{name}+{delta:#x} is past the end of {name} ({sym.size:#x} bytes long) in {real}: "
-                           f"give an offset below {sym.size:#x}")
-        where = f"{name}+{delta:#x}" if delta else name
-        offset = elf.file_offset(sym.address + delta, where)
-        _check_instruction_start(elf, sym, delta, name)
-        return UprobeTarget(real, offset, sym.address + delta, name, sym.size, elf.kind, delta, elf.machine)
+        return [_resolve_in(elf, symbol) for symbol in symbols]
+
+
+def functions(path: str) -> list[str]:
+    """The names of the functions ``path`` defines (.symtab and .dynsym), each address once (an
+    alias under the name the symbol tables prefer), in address order."""
+    with _Elf.open(locate(path)) as elf:
+        by_address: dict[int, list[_Symbol]] = {}
+        for table in elf.tables():
+            for s in table:
+                if s.defined and s.is_function and s.name:
+                    by_address.setdefault(s.address, []).append(s)
+        names = []
+        for _, group in sorted(by_address.items()):
+            best = max(group, key=lambda s: (s.bind != _STB_LOCAL, s.default, not s.name.startswith("_"), s.size))
+            names.append(best.name if not best.version or best.default else best.full_name)
+        return list(dict.fromkeys(names))
+
+
+def _resolve_in(elf: _Elf, symbol: str) -> UprobeTarget:
+    real = elf.path
+    name, raw_offset, delta = _parse_symbol(symbol)
+    if raw_offset is not None:
+        return _raw_offset_target(elf, raw_offset)
+    sym = _find_function(elf, name)
+    if sym.type == _STT_GNU_IFUNC:
+        log.warning("%s in %s is a GNU indirect function: a probe on it fires in its resolver, which runs "
+                    "once when the program loads, not on each call", name, real)
+    if delta < 0 or (sym.size and delta >= sym.size):
+        raise ElfError(f"{name}+{delta:#x} is past the end of {name} ({sym.size:#x} bytes long) in {real}: "
+                       f"give an offset below {sym.size:#x}")
+    where = f"{name}+{delta:#x}" if delta else name
+    offset = elf.file_offset(sym.address + delta, where)
+    _check_instruction_start(elf, sym, delta, name)
+    return UprobeTarget(real, offset, sym.address + delta, name, sym.size, elf.kind, delta, elf.machine)
 
 
 def _raw_offset_target(elf: _Elf, offset: int) -> UprobeTarget:

@@ -238,7 +238,23 @@ def _config(path: str) -> dict:
     return config
 
 
+def cmd_list(pattern: str | None) -> int:
+    from .capture.listing import ListingError, listing
+
+    notes: list[str] = []
+    try:
+        for line in listing(pattern, notes):
+            print(line)
+    except ListingError as err:
+        raise UsageError(str(err)) from None
+    for note in notes:
+        print(f"netprof: {note}", file=sys.stderr)
+    return 0
+
+
 def cmd_attach(args: argparse.Namespace) -> int:
+    if args.list is not None:
+        return cmd_list(args.list or None)
     from .capture.options import CaptureOptions, OptionError, from_sources
     from .loader.syscall import BpfError
     from .session import Session, SessionError
@@ -348,7 +364,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     start, end = _time_filter(args.filter)
     try:
         print(format_report(trace, start, end, tuple(args.ignored_cpus or ()), _split(args.probe) or None,
-                            args.pid or None))
+                            args.pid or None, args.by_pattern))
     except KeyError as err:
         raise UsageError(err.args[0]) from None
     return 0
@@ -449,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .capture.options import add_arguments
 
     add_arguments(p)  # -k, -u, --net, -x, -t, -m, -p, -d, -o ...: declared once, in capture/options.py
+    p.add_argument("-l", "--list", nargs="?", const="", metavar="PATTERN",
+                   help="list the probe points netprof can attach here (kprobe:GLOB, tracepoint:CAT:GLOB, "
+                        "uprobe:PATH[:GLOB], or a bare glob), one per line in bpftrace's spelling; attaches nothing")
     p.add_argument("-c", "--config", metavar="FILE", help="a TOML profile with the same settings")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: live status line; -vv: probe details")
     p.set_defaults(func=cmd_attach)
@@ -459,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignored-cpus", type=int, nargs="+", metavar="CPU", help="leave these CPUs out")
     p.add_argument("--probe", action="append", metavar="NAME[,NAME]", help="only these probes")
     p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
+    p.add_argument("--by-pattern", action="store_true",
+                   help="one row per -u/-k glob or short name, its functions folded together")
     p.add_argument("--raw", action="store_true",
                    help="span durations as measured, netprof's own probe cost left in (default: corrected for it)")
     p.set_defaults(func=cmd_report)

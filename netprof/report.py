@@ -27,14 +27,32 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def span_stats(spans) -> list[list[str]]:
-    """A row per probe; where durations are corrected, the raw mean last."""
+def by_pattern(spans):
+    """``spans`` with each probe that a glob or short name chose folded into one row per pattern:
+    (spans whose ``probe`` is a group number, the group names)."""
+    from .trace import Spans
+
+    names: list[str] = []
+    group_of = np.zeros(max((p["id"] for p in spans.trace.probes), default=0) + 1, np.uint16)
+    for p in spans.trace.probes:
+        name = p.get("pattern") or p["name"]
+        if name not in names:
+            names.append(name)
+        group_of[p["id"]] = names.index(name)
+    folded = spans.array.copy()
+    folded["probe"] = group_of[np.minimum(folded["probe"], len(group_of) - 1)]
+    return Spans(folded, spans.trace, spans.ids), names
+
+
+def span_stats(spans, names: list[str] | None = None) -> list[list[str]]:
+    """A row per probe (or per name of ``names``, where ``probe`` holds its index); where
+    durations are corrected, the raw mean last."""
     rows = []
     raw_means = _raw_means(spans) if spans.trace.corrected else None
     for s in spans.stats():
         stats = [_ns(s[k]) for k in ("total", "self", "mean", "p50", "p90", "p99", "max")] if s["count"] else ["-"] * 7
-        rows.append([spans.trace.probe_name(int(s["probe"])), f"{int(s['count']):,}", *stats,
-                     f"{int(s['incomplete']):,}" if s["incomplete"] else ""])
+        name = names[int(s["probe"])] if names is not None else spans.trace.probe_name(int(s["probe"]))
+        rows.append([name, f"{int(s['count']):,}", *stats, f"{int(s['incomplete']):,}" if s["incomplete"] else ""])
         if raw_means is not None:
             rows[-1].append(_ns(raw_means[int(s["probe"])]) if s["count"] else "-")
     return rows
@@ -52,7 +70,7 @@ def _raw_means(spans) -> dict[int, float]:
 
 def format_report(trace: Trace, start: float | None = None, end: float | None = None,
                   ignored_cpus: tuple[int, ...] = (), probes: list[str] | None = None,
-                  pids: list[int] | None = None) -> str:
+                  pids: list[int] | None = None, fold_patterns: bool = False) -> str:
     out = [f"{trace.raw.path}: {trace.header.get('host', '?')}, kernel {trace.header.get('kernel', '?')}"]
     finished = trace.raw.end
     if finished:
@@ -69,7 +87,9 @@ def format_report(trace: Trace, start: float | None = None, end: float | None = 
             headers.append("raw mean")
             out.append("(durations without netprof's probe cost, as measured on the capturing kernel; raw mean: as "
                        "recorded; --raw for all as recorded)")
-        out.append(_table(headers, span_stats(spans)))
+        if fold_patterns:
+            headers[0] = "probe or pattern"
+        out.append(_table(headers, span_stats(*by_pattern(spans)) if fold_patterns else span_stats(spans)))
         busy = spans.busy_per_cpu()
         counts = np.bincount(spans.array["cpu"])
         rows = [[str(c), f"{int(counts[c]):,}", _ns(float(busy.get(c, 0)))] for c in np.flatnonzero(counts).tolist()]

@@ -174,3 +174,71 @@ def test_a_glob_and_a_cxx_name_trace_every_function_they_name(programs, tmp_path
         counts = {p["name"].split(":", 1)[1]: int((spans["probe"] == p["id"]).sum()) for p in trace.probes}
         assert {k: counts.get(k) for k in expected} == expected, counts
         assert all(p.get("pattern") == spec.removeprefix("uprobe:") for p in trace.probes)
+        folded = subprocess.run([sys.executable, "-m", "netprof", "report", "--by-pattern", str(out)],
+                                capture_output=True, text=True, check=True).stdout
+        [row] = [line for line in folded.splitlines() if line.startswith(spec.removeprefix("uprobe:") + " ")]
+        assert row.split()[1] == f"{int((spans['flags'] == 0).sum()):,}"  # one row: every function the pattern chose
+
+
+# -- attach -l ---------------------------------------------------------------------------------
+
+
+def list_probes(pattern=None):
+    done = subprocess.run([sys.executable, "-m", "netprof", "attach", "-l", *([pattern] if pattern else [])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines(), done.stderr
+
+
+def test_list_user_functions_as_binutils_sees_them(programs):
+    lines, _ = list_probes(f"uprobe:{programs}/prog:*")
+    truth = nm_functions(programs / "prog")
+    listed = {line.rsplit(":", 1)[1] for line in lines}
+    assert {"alpha_one", "alpha_two", "beta", "main"} <= listed <= set(truth)
+    assert all(line.startswith(f"uprobe:{programs}/prog:") for line in lines)
+    lines, _ = list_probes(f"uprobe:{programs}/cxx:ns::*")
+    assert sorted(lines) == sorted(f"uprobe:{programs}/cxx:{n}" for n in ("ns::fn(int)", "ns::fn(double)",
+                                                                            "ns::other(int)"))
+
+
+@pytest.mark.root
+def test_list_tracepoints_as_tracefs_has_them():
+    from netprof.loader.attach import tracefs
+
+    lines, _ = list_probes("tracepoint:net:*")
+    truth = sorted(f"tracepoint:net:{e.name}" for e in (tracefs() / "events/net").iterdir() if e.is_dir())
+    assert lines == truth
+    lines, _ = list_probes("netif_rx*")  # a bare glob: kernel functions and tracepoints
+    assert {"tracepoint:net:netif_rx", "tracepoint:net:netif_rx_entry"} <= set(lines)
+
+
+@pytest.mark.root
+def test_list_kernel_functions_with_the_mechanism_netprof_would_use():
+    from netprof.capture.listing import kernel_mechanism
+
+    lines, err = list_probes("kprobe:tcp_v4_*")
+    mechanism = kernel_mechanism()
+    if mechanism is None:  # this project's kernel: no kprobes, fentry refused
+        assert lines == [] and "probe no kernel function" in err
+    else:
+        assert lines and all(line.startswith(f"{mechanism}:tcp_v4_") for line in lines)
+        assert f"{mechanism}:tcp_v4_rcv" in lines
+
+
+@pytest.mark.root
+def test_a_kernel_glob_that_matches_nothing_is_one_line(tmp_path):
+    done = run_attach("-k", "zzz_no_such_function_*", "-o", str(tmp_path / "k.trace"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no kernel function that can be probed matches 'zzz_no_such_function_*'" in done.stderr
+
+
+def test_kernel_globs_leave_out_what_cannot_be_probed_and_say_so():
+    from netprof.capture import kernel_functions
+
+    found = kernel_functions.select("tcp_v4_*")
+    allowed, _ = kernel_functions.traceable()
+    in_kallsyms = {n for n in kernel_functions.kallsyms_text() if n.startswith("tcp_v4_")}
+    assert found.functions and set(found.functions) <= allowed & in_kallsyms | allowed
+    assert len(found.functions) + sum(found.left_out.values()) == len(in_kallsyms | {n for n in allowed
+                                                                                    if n.startswith("tcp_v4_")})
+    assert "tcp_v4_rcv" in found.functions

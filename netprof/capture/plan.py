@@ -124,7 +124,7 @@ class Planner:
         from ..loader.features import features
 
         found = features()
-        for function in self.options.kernel:
+        for function, pattern in self._kernel_functions():
             why_not = []
             if found.has("fentry"):
                 from ..loader.btf import BtfError, vmlinux
@@ -134,13 +134,17 @@ class Planner:
                 except BtfError as err:
                     why_not.append(str(err))
                 else:
-                    self.plans.append(FentryPlan(self._add(function, "kernel", "fentry", function), fn))
+                    probe = self._add(function, "kernel", "fentry", function)
+                    probe.pattern = pattern
+                    self.plans.append(FentryPlan(probe, fn))
                     continue
             else:
                 why_not.append("this kernel refuses fentry")
             if found.has("kprobe"):
                 if in_kallsyms(function):
-                    self.plans.append(KprobePlan(self._add(function, "kernel", "kprobe", function), function))
+                    probe = self._add(function, "kernel", "kprobe", function)
+                    probe.pattern = pattern
+                    self.plans.append(KprobePlan(probe, function))
                     continue
                 why_not.append(f"{function!r} is not in /proc/kallsyms (misspelt, inlined, or in a module that is "
                                "not loaded)")
@@ -175,6 +179,29 @@ class Planner:
                 self.notes.append(f"{name}: the kernel single-steps its probed instruction ({site.description}, "
                                   f"{site.insn_hex}){measured}")
             self.plans.append(UprobePlan(probe, target))
+
+    def _kernel_functions(self) -> list[tuple[str, str | None]]:
+        """(function, the glob that named it or None) for every -k name, each once; SessionError for
+        a glob that names none, or for more than --max-probes in all."""
+        from . import kernel_functions
+
+        chosen: dict[str, str | None] = {}
+        for name in self.options.kernel:
+            if not kernel_functions.is_glob(name):
+                chosen.setdefault(name, None)
+                continue
+            found = kernel_functions.select(name, tuple(self.options.exclude))
+            if not found.functions:
+                left = f" ({found.note(name)})" if found.left_out else ""
+                raise SessionError(f"no kernel function that can be probed matches {name!r}{left}")
+            if (note := found.note(name)) is not None:
+                self.notes.append(note)
+            for function in found.functions:
+                chosen.setdefault(function, name)
+            if len(chosen) > self.options.max_probes:
+                raise SessionError(f"{name!r} makes {len(chosen):,} kernel functions to probe, more than --max-probes "
+                                   f"{self.options.max_probes:,}: narrow it (--exclude GLOB) or raise --max-probes")
+        return list(chosen.items())
 
     def _user_functions(self) -> list[selection.UserFunction]:
         """Every function the -u specs name, each once; SessionError for a spec that names none, or

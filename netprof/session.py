@@ -154,7 +154,7 @@ class Session:
             sources.overflow = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
                                                 max_entries=1, name="netprof_tover"))
             attacher.throughput(sources.counts, sources.overflow, self.bin_ns)
-        sources.programs = attacher.programs
+        sources.programs, sources.loss_names = attacher.programs, attacher.loss_names
         writer = TraceWriter(self.output, new_header(
             [p.row() for p in self.probes], o.snaplen, bin_ns=self.bin_ns, pid=o.pid,
             command=" ".join(sys.argv), interfaces=_interfaces(), netns=os.stat("/proc/self/ns/net").st_ino,

@@ -345,12 +345,13 @@ def forker(tmp_path_factory):
     return out / "forker"
 
 
+@pytest.mark.parametrize("how", ["uprobe_multi", "perf_event"])
 @pytest.mark.parametrize("inherit", [True, False])
-def test_pid_follows_the_processes_it_forks_unless_told_not_to(forker, tmp_path, inherit):
+def test_pid_follows_the_processes_it_forks_unless_told_not_to(forker, tmp_path, inherit, how):
     out = tmp_path / "fork.trace"
     target = subprocess.Popen([str(forker), "300", "700"], stdin=subprocess.PIPE)
     try:
-        capture = Capture("-u", f"{forker}:work", "-p", str(target.pid),
+        capture = Capture("-u", f"{forker}:work", "-p", str(target.pid), "--uprobe-attach", how,
                           *([] if inherit else ["--no-inherit"]), "-o", str(out))
         target.stdin.write(b"g")
         target.stdin.close()

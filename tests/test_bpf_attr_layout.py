@@ -53,3 +53,45 @@ def test_prog_load_ends_with_the_fields_of_linux_6_14():
     assert (ProgLoadAttr.log_true_size.offset, ProgLoadAttr.prog_token_fd.offset,
             ProgLoadAttr.fd_array_cnt.offset) == (140, 144, 148)
     assert ctypes.sizeof(ProgLoadAttr) == 152
+
+
+def test_multi_link_attrs_sit_where_the_running_kernel_puts_them(tmp_path):
+    """link_create.uprobe_multi (6.6) and .kprobe_multi (5.18) against the running kernel's own
+    union bpf_attr: its BTF, as bpftool writes it out as C, laid out by gcc."""
+    from netprof.loader.attach import kprobe_multi_extra, uprobe_multi_extra
+    from netprof.loader.syscall import LinkCreateAttr
+
+    bpftool = needs.tool("bpftool")
+    header = tmp_path / "vmlinux.h"
+    header.write_text(subprocess.run([bpftool, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
+                                     check=True, capture_output=True, text=True).stdout)
+    fields = {"uprobe_multi": ("path", "offsets", "ref_ctr_offsets", "cookies", "cnt", "flags", "pid"),
+              "kprobe_multi": ("flags", "cnt", "syms", "addrs", "cookies")}
+    lines = [f'printf("{kind}.{f} %lu %lu\\n", (unsigned long)__builtin_offsetof(union bpf_attr, link_create.{kind}.{f}), '
+             f'(unsigned long)sizeof(((union bpf_attr *)0)->link_create.{kind}.{f}));'
+             for kind, names in fields.items() for f in names]
+    source = tmp_path / "multi.c"  # vmlinux.h defines what libc's headers would too: no libc header
+    source.write_text('#include "vmlinux.h"\nint printf(const char *, ...);\nint main(void) {\n'
+                      + "\n".join(lines) + "\nreturn 0;\n}\n")
+    subprocess.run([needs.tool("gcc"), "-o", str(tmp_path / "multi"), str(source)], check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "multi")], check=True, capture_output=True, text=True).stdout
+    where = {name: (int(off), int(size)) for name, off, size in (line.split() for line in out.splitlines())}
+
+    def laid_out(extra: tuple[int, ...]) -> bytes:
+        attr = LinkCreateAttr()
+        for i, value in enumerate(extra):
+            attr.extra[i] = value
+        return bytes(attr)
+
+    values = {"path": 0x1111, "offsets": 0x2222, "ref_ctr_offsets": 0, "cookies": 0x3333, "cnt": 5, "flags": 1,
+              "pid": 42}
+    raw = laid_out(uprobe_multi_extra(values["path"], values["offsets"], values["cookies"], values["cnt"],
+                                      values["flags"], values["pid"]))
+    for f in fields["uprobe_multi"]:
+        offset, size = where[f"uprobe_multi.{f}"]
+        assert int.from_bytes(raw[offset:offset + size], "little") == values[f], f
+    values = {"flags": 1, "cnt": 7, "syms": 0x4444, "addrs": 0, "cookies": 0x5555}
+    raw = laid_out(kprobe_multi_extra(values["flags"], values["cnt"], values["syms"], values["cookies"]))
+    for f in fields["kprobe_multi"]:
+        offset, size = where[f"kprobe_multi.{f}"]
+        assert int.from_bytes(raw[offset:offset + size], "little") == values[f], f

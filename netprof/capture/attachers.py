@@ -19,7 +19,8 @@ from ..probes import span_probe
 from ..format.layout import ENTRY, EXIT, RX, TX
 from .options import CaptureOptions
 from .runner import THROUGHPUT_LOSS
-from .plan import EventPlan, FentryPlan, KprobePlan, NetPairPlan, Probe, SessionError, UprobePlan, XdpPlan, in_kallsyms
+from .plan import (EventPlan, FentryPlan, KprobePlan, NetPairPlan, Probe, SessionError, UprobeMultiPlan, UprobePlan,
+                   XdpPlan, in_kallsyms)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Attacher:
         self.options, self.links, self.maps = options, links, maps
         self.follow = options.pid is not None
         self.programs: list[tuple[int, BpfProgram]] = []
+        self.loss_names: dict[int, str] = {}  # loss keys below THROUGHPUT_LOSS: programs many probes share
 
     def _prog(self, program, prog_type: ProgType, name: str, maps: dict, probe: Probe | None = None,
               loss_key: int | None = None, **kwargs) -> BpfProgram:
@@ -91,6 +93,20 @@ class Attacher:
                               f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_uprobe(prog, plan.target.path, plan.target.offset, ret=ret, pid=pid,
                                             description=f"{'uretprobe' if ret else 'uprobe'}:{plan.target}"))
+
+    @attach.register
+    def _(self, plan: UprobeMultiPlan) -> None:
+        follow = self.follow and not self.options.no_inherit
+        pid = self.options.pid if self.options.pid is not None and not follow else 0
+        offsets, cookies = [t.offset for t in plan.targets], [p.id for p in plan.probes]
+        name = os.path.basename(plan.path)
+        # A recursion miss of a shared program cannot say which function it missed: counted per file.
+        loss_key = THROUGHPUT_LOSS - 1 - len(self.loss_names)
+        self.loss_names[loss_key] = f"{name} (uprobe_multi: another BPF program ran on the CPU)"
+        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
+            prog = self._prog(span_probe.span_program(None, kind, arg, follow), ProgType.KPROBE, f"np_{name}",
+                              self.maps, loss_key=loss_key, expected_attach_type=AttachType.TRACE_UPROBE_MULTI)
+            self._link(attach.attach_uprobe_multi(prog, plan.path, offsets, cookies, ret=ret, pid=pid))
 
     @attach.register
     def _(self, plan: NetPairPlan) -> None:

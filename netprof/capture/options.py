@@ -79,6 +79,11 @@ class CaptureOptions:
     exact_entry: bool = _flag(("--exact-entry",), "probe user functions at their first instruction even where "
                               "the kernel must single-step it (by default a function that starts with endbr64 is "
                               "probed 4 bytes on, where the next instruction is emulated: ~10x cheaper)")
+    uprobe_attach: str = _setting("auto", ("--uprobe-attach",), "how user functions attach: uprobe_multi (one "
+                                  "link and one program per file, Linux 6.6), perf_event (two of each per "
+                                  "function), or auto: uprobe_multi where the kernel has it",
+                                  "auto, uprobe_multi or perf_event",
+                                  lambda v: v in ("auto", "uprobe_multi", "perf_event"), "auto|uprobe_multi|perf_event")
     net: bool = _flag(("--net",), "the network stack's entry/exit tracepoints as spans")
     tracepoints: list[str] = _setting(None, (), "tracepoints recorded as instant events",
                                       'CATEGORY:NAME or a list of them, e.g. ["net:net_dev_queue"]',

@@ -68,6 +68,16 @@ class UprobePlan:
 
 
 @dataclass
+class UprobeMultiPlan:
+    """The user functions of one file, through one uprobe_multi link for their entries and one for
+    their returns: a program each, the probe id as each function's BPF cookie."""
+
+    probes: list[Probe]
+    path: str
+    targets: list[elf.UprobeTarget]
+
+
+@dataclass
 class NetPairPlan:
     """A span from one tracepoint to another (the network stack's entry/exit pairs)."""
 
@@ -92,7 +102,7 @@ class XdpPlan:
     ifname: str
 
 
-Plan = FentryPlan | KprobePlan | UprobePlan | NetPairPlan | EventPlan | XdpPlan
+Plan = FentryPlan | KprobePlan | UprobePlan | UprobeMultiPlan | NetPairPlan | EventPlan | XdpPlan
 
 
 class Planner:
@@ -107,9 +117,34 @@ class Planner:
     def plan(self) -> list[Plan]:
         self._kernel()
         self._user()
+        self._group_uprobes()
         self._net()
         self._xdp()
         return self.plans
+
+    def _group_uprobes(self) -> None:
+        """One UprobeMultiPlan per file where the kernel has uprobe_multi links (and --uprobe-attach
+        allows them), in place of a perf-event UprobePlan per function."""
+        how = self.options.uprobe_attach
+        uprobes = [p for p in self.plans if isinstance(p, UprobePlan)]
+        if not uprobes or how == "perf_event":
+            return
+        from ..loader.features import features
+
+        if not features().has("uprobe_multi"):
+            if how == "uprobe_multi":
+                raise SessionError("--uprobe-attach uprobe_multi: this kernel has no uprobe_multi links (Linux 6.6, "
+                                   "with the process filter of 6.9); use --uprobe-attach perf_event")
+            return
+        by_file: dict[str, list[UprobePlan]] = {}
+        for plan in uprobes:
+            by_file.setdefault(plan.target.path, []).append(plan)
+        kept: list[Plan] = [p for p in self.plans if not isinstance(p, UprobePlan)]
+        for path, plans in by_file.items():
+            for plan in plans:
+                plan.probe.mechanism = "uprobe_multi"
+            kept.append(UprobeMultiPlan([p.probe for p in plans], path, [p.target for p in plans]))
+        self.plans = kept
 
     def _add(self, name: str, kind: str, mechanism: str, target: str = "", cost: Any = None) -> Probe:
         if any(p.name == name for p in self.probes):
@@ -160,6 +195,7 @@ class Planner:
 
             costs = calibration.current()
         chosen = self._user_functions()
+        stepped: list[tuple[str, str]] = []
         for function in chosen:
             target = function.target
             name = f"{Path(target.path).name}:{function.name}"
@@ -171,14 +207,21 @@ class Planner:
             site = elf.site(target)
             cost = costs.for_instruction(site.code) if costs is not None and site is not None else None
             probe = self._add(name, "user", "uprobe", str(target), cost)
-            if function.pattern != f"{target.path}:{target.symbol}":
-                probe.pattern = function.pattern
+            probe.pattern = function.pattern
             if site is not None and not (cost.emulated if cost is not None else site.emulated):
                 measured = (f": {cost.cost_ns / 1000:.1f} µs a call, measured, {cost.in_span_ns / 1000:.1f} µs of "
                             "it inside its spans (report and view take it off)") if cost is not None else ""
-                self.notes.append(f"{name}: the kernel single-steps its probed instruction ({site.description}, "
-                                  f"{site.insn_hex}){measured}")
+                stepped.append((name, f"the kernel single-steps its probed instruction ({site.description}, "
+                                      f"{site.insn_hex}){measured}"))
             self.plans.append(UprobePlan(probe, target))
+        if len(stepped) <= 5:
+            self.notes += [f"{name}: {what}" for name, what in stepped]
+        else:  # a glob's worth: one line, the list at -vv
+            for name, what in stepped:
+                log.info("%s: %s", name, what)
+            first, what = stepped[0]
+            self.notes.append(f"{len(stepped):,} of the {len(chosen):,} user functions start with an instruction the "
+                              f"kernel single-steps (-vv lists them); {first}, for one: {what}")
 
     def _kernel_functions(self) -> list[tuple[str, str | None]]:
         """(function, the glob that named it or None) for every -k name, each once; SessionError for

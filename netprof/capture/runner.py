@@ -52,6 +52,7 @@ class Sources:
     counts: Map | None = None                   # throughput, per (bin, netns, ifindex, direction)
     overflow: Map | None = None                 # packets the throughput map had no room for
     programs: list[tuple[int, BpfProgram]] = field(default_factory=list)
+    loss_names: dict[int, str] = field(default_factory=dict)  # loss keys that name no probe
 
 
 def _yield_to_traced_threads() -> None:
@@ -150,6 +151,8 @@ class Runner:
     def _loss_name(self, probe_id: int) -> str:
         if probe_id == THROUGHPUT_LOSS:
             return "throughput (its map was full, or another BPF program ran on the CPU)"
+        if probe_id in self.sources.loss_names:
+            return self.sources.loss_names[probe_id]
         return self.probes[probe_id].name
 
     def _check_loss(self) -> None:

@@ -26,8 +26,8 @@ class SelectionError(Exception):
 @dataclass(frozen=True)
 class UserFunction:
     target: elf.UprobeTarget
-    name: str     # as people write it: demangled, and +0xN where inside the function
-    pattern: str  # the -u spec it came from
+    name: str                   # as people write it: demangled, and +0xN where inside the function
+    pattern: str | None = None  # the -u spec, where it chose this function among others (a glob, overloads)
 
 
 def is_glob(text: str) -> bool:
@@ -108,7 +108,7 @@ def user_functions(spec: str, pid: int | None = None, exclude: tuple[str, ...] =
     try:
         if _OFFSET.fullmatch(function):
             [target] = elf.resolve_all(real, [function])
-            return [UserFunction(target, _named(target), spec)]
+            return [UserFunction(target, _named(target))]
         names = _matching(real, function, exclude)
         if not names:
             what = "matches" if is_glob(function) else "is"
@@ -117,7 +117,8 @@ def user_functions(spec: str, pid: int | None = None, exclude: tuple[str, ...] =
         targets = elf.resolve_all(real, [mangled for mangled, _ in names])
     except elf.ElfError as err:
         raise SelectionError(str(err)) from None
-    return [UserFunction(t, shown, spec) for t, (_, shown) in zip(targets, names, strict=True)]
+    pattern = spec if is_glob(function) or len(names) > 1 else None
+    return [UserFunction(t, shown, pattern) for t, (_, shown) in zip(targets, names, strict=True)]
 
 
 def _named(target: elf.UprobeTarget) -> str:
@@ -156,7 +157,7 @@ def _in_process(spec: str, function: str, pid: int) -> UserFunction:
         try:
             if any(s.partition("@")[0] == function for s in elf.functions(path)):
                 [target] = elf.resolve_all(path, [function])
-                return UserFunction(target, function, spec)
+                return UserFunction(target, function)
         except elf.ElfError:
             continue
     raise SelectionError(f"no file mapped into process {pid} defines a function {function!r}: give FILE:{function}")

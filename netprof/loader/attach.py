@@ -327,3 +327,56 @@ def attach_tracing(prog: BpfProgram) -> FdLink:
     if prog.prog_type != ProgType.TRACING:
         raise ValueError(f"program {prog.name!r} is {prog.prog_type.name}, not TRACING")
     return FdLink(syscall.raw_tracepoint_open(None, prog.fd), f"tracing:{prog.name}")
+
+
+# --- many functions, one link (uprobe_multi: Linux 6.6; kprobe_multi: 5.18, on fprobe) ---------
+
+BPF_F_UPROBE_MULTI_RETURN = 1
+BPF_F_KPROBE_MULTI_RETURN = 1
+
+
+def attach_uprobe_multi(prog: BpfProgram, path: str, offsets: list[int], cookies: list[int], ret: bool = False,
+                        pid: int = 0, description: str | None = None) -> FdLink:
+    """One link for uprobes (or uretprobes) at the file ``offsets`` of ``path``, the program told
+    which by ``cookies`` (bpf_get_attach_cookie); ``pid`` 0: every process, else that process only.
+    The program must be loaded with expected_attach_type TRACE_UPROBE_MULTI."""
+    if len(offsets) != len(cookies) or not offsets:
+        raise ValueError("attach_uprobe_multi: one cookie per offset, at least one offset")
+    kind = "uretprobe" if ret else "uprobe"
+    description = description or f"{kind}_multi:{path} ({len(offsets)} functions)"
+    path_buffer = ctypes.create_string_buffer(os.fsencode(path))
+    offset_array = (ctypes.c_uint64 * len(offsets))(*offsets)
+    cookie_array = (ctypes.c_uint64 * len(cookies))(*cookies)
+    extra = uprobe_multi_extra(ctypes.addressof(path_buffer), ctypes.addressof(offset_array),
+                               ctypes.addressof(cookie_array), len(offsets), BPF_F_UPROBE_MULTI_RETURN if ret else 0, pid)
+    fd = syscall.link_create(prog.fd, 0, syscall.AttachType.TRACE_UPROBE_MULTI, f"attach {description}",
+                             extra=extra)
+    return FdLink(fd, description)
+
+
+def uprobe_multi_extra(path: int, offsets: int, cookies: int, cnt: int, flags: int, pid: int) -> tuple[int, ...]:
+    """link_create.uprobe_multi as LinkCreateAttr.extra: path, offsets, ref_ctr_offsets (none),
+    cookies (pointers), then cnt, flags and pid (u32s), from offset 16 of union bpf_attr."""
+    return path, offsets, 0, cookies, cnt | flags << 32, pid
+
+
+def kprobe_multi_extra(flags: int, cnt: int, syms: int, cookies: int) -> tuple[int, ...]:
+    """link_create.kprobe_multi as LinkCreateAttr.extra: flags and cnt (u32s), then syms, addrs
+    (none) and cookies (pointers)."""
+    return flags | cnt << 32, syms, 0, cookies
+
+
+def attach_kprobe_multi(prog: BpfProgram, functions: list[str], cookies: list[int], ret: bool = False) -> FdLink:
+    """One link for kprobes (or kretprobes) on the kernel ``functions``, told apart by ``cookies``.
+    The program must be loaded with expected_attach_type TRACE_KPROBE_MULTI."""
+    if len(functions) != len(cookies) or not functions:
+        raise ValueError("attach_kprobe_multi: one cookie per function, at least one function")
+    kind = "kretprobe" if ret else "kprobe"
+    names = [ctypes.create_string_buffer(f.encode()) for f in functions]
+    symbol_array = (ctypes.c_char_p * len(names))(*(ctypes.cast(n, ctypes.c_char_p) for n in names))
+    cookie_array = (ctypes.c_uint64 * len(cookies))(*cookies)
+    extra = kprobe_multi_extra(BPF_F_KPROBE_MULTI_RETURN if ret else 0, len(functions), ctypes.addressof(symbol_array),
+                               ctypes.addressof(cookie_array))
+    description = f"{kind}_multi ({len(functions)} functions)"
+    fd = syscall.link_create(prog.fd, 0, syscall.AttachType.TRACE_KPROBE_MULTI, f"attach {description}", extra=extra)
+    return FdLink(fd, description)

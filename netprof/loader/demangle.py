@@ -8,14 +8,13 @@ from __future__ import annotations
 import ctypes
 import functools
 
-_libc = ctypes.CDLL(None)
-_libc.free.argtypes = [ctypes.c_void_p]
+from .sys import libc
 
 
 @functools.lru_cache(maxsize=1)
 def _demangler():
     try:
-        lib = ctypes.CDLL("libstdc++.so.6")
+        lib = ctypes.cdll.LoadLibrary("libstdc++.so.6")  # not libc: netprof.loader.sys keeps that one
     except OSError:
         return None
     function = lib.__cxa_demangle
@@ -43,7 +42,7 @@ def demangle(name: str) -> str:
     try:
         text = ctypes.string_at(pointer).decode(errors="replace")
     finally:
-        _libc.free(pointer)
+        libc.free(ctypes.c_void_p(pointer))
     return f"{text}@{version}" if version else text
 
 

@@ -29,7 +29,7 @@ from .syscall import ENOTSUPP, AttachType, BpfError, MapType, ProgType
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 1: bare booleans and "yes"/"no: why" strings, with no "could not tell"
+CACHE_FORMAT = 3  # 3: uprobe_multi and kprobe_multi; 1: bare booleans and "yes"/"no: why" strings, with no "could not tell"
 
 PROG_TYPES = [ProgType.SOCKET_FILTER, ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
               ProgType.XDP, ProgType.SCHED_CLS, ProgType.PERF_EVENT, ProgType.TRACING]
@@ -253,6 +253,8 @@ def probe_links() -> dict[str, Finding]:
     except BpfError as err:
         out["perf_event_link"] = judge(err, (Cap.BPF, Cap.PERFMON),
                                        f"PERF_EVENT_IOC_SET_BPF instead ({str(err).split(': ', 1)[-1]})")
+    out["uprobe_multi"] = probe_uprobe_multi()
+    out["kprobe_multi"] = probe_kprobe_multi()
     try:
         supported = xdp.xdp_links_supported()
         out["xdp_link"] = (Finding.yes("XDP attaches as a bpf_link; --xdp-attach netlink for the old way")
@@ -261,6 +263,45 @@ def probe_links() -> dict[str, Finding]:
     except OSError as err:  # EPERM: a network namespace of our own to try it in takes CAP_SYS_ADMIN
         out["xdp_link"] = judge(err, (Cap.SYS_ADMIN, Cap.BPF), f"could not tell ({err})")
     return out
+
+
+def probe_uprobe_multi() -> Finding:
+    """Whether many uprobes attach through one uprobe_multi link (Linux 6.6), with the per-process
+    filter that 6.9 fixed: asked as libbpf asks, with a path that is no ELF file (EBADF: the kind
+    of link exists) and pid -1 (EINVAL: the fixed filter checks it), so nothing is attached."""
+    try:
+        with load(Program(Mov(R0, 0), Exit()), ProgType.KPROBE, name="np_probe",
+                  expected_attach_type=AttachType.TRACE_UPROBE_MULTI) as prog:
+            for pid, wanted in ((0, errno.EBADF), (0xFFFFFFFF, errno.EINVAL)):
+                try:
+                    attach.attach_uprobe_multi(prog, "/", [0], [0], pid=pid).close()
+                except BpfError as err:
+                    if err.errno != wanted:
+                        return (judge(err, (Cap.BPF, Cap.PERFMON)) if err.errno == errno.EPERM else
+                                Finding.no(f"one perf-event uprobe per function ({os.strerror(err.errno or 0)})"))
+                else:
+                    return Finding.no("one perf-event uprobe per function (this kernel's uprobe_multi filters "
+                                      "threads, not processes)")
+    except BpfError as err:
+        return judge(err, (Cap.BPF, Cap.PERFMON), f"one perf-event uprobe per function ({err})")
+    return Finding.yes("one link, one program, for every user function of a file (BPF cookies tell them apart)")
+
+
+def probe_kprobe_multi() -> Finding:
+    """Whether many kernel functions attach through one kprobe_multi link (Linux 5.18, on fprobe,
+    which needs ftrace, not CONFIG_KPROBES): a function that does not exist says ENOENT where the
+    link exists, EOPNOTSUPP or EINVAL where it does not."""
+    try:
+        with load(Program(Mov(R0, 0), Exit()), ProgType.KPROBE, name="np_probe",
+                  expected_attach_type=AttachType.TRACE_KPROBE_MULTI) as prog:
+            attach.attach_kprobe_multi(prog, ["__netprof_no_such_function__"], [0]).close()
+    except BpfError as err:
+        if err.errno in (errno.ENOENT, errno.ESRCH):
+            return Finding.yes("one link, one program, for many kernel functions (BPF cookies tell them apart)")
+        if err.errno in (errno.EPERM, errno.EACCES):
+            return judge(err, (Cap.BPF, Cap.PERFMON))
+        return Finding.no(f"no kprobe_multi links ({os.strerror(err.errno or 0)}: no fprobe in this kernel)")
+    return Finding.no("kprobe_multi attached a function that does not exist: not trusted")
 
 
 def probe_helpers(prog_type: ProgType) -> list[str]:

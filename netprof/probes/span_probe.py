@@ -85,8 +85,10 @@ def pt_regs(what: str) -> Arg:
     return Arg(PT_REGS[machine][what])
 
 
-def span_program(probe: int, kind: int, arg: Arg | None = None, follow: bool = False) -> Program:
-    """The program for one end (``kind`` ENTRY or EXIT) of probe ``probe``.
+def span_program(probe: int | None, kind: int, arg: Arg | None = None, follow: bool = False) -> Program:
+    """The program for one end (``kind`` ENTRY or EXIT) of probe ``probe``; ``probe`` None: of the
+    probe whose id is the attachment's BPF cookie (one program for many functions: uprobe_multi,
+    kprobe_multi).
 
     ``follow``: record only the processes (thread group ids) in the hash map "follow": the one
     given with -p and, unless told otherwise, every process it forks (fork_program keeps the map).
@@ -96,14 +98,21 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, follow: bool = F
     ends of a span start and stop recording at the same instant, however long the kernel takes
     to attach or detach each (a uprobe's unregistering takes ~100 ms).
     """
-    if not 0 <= probe < MAX_PROBES:
+    if probe is not None and not 0 <= probe < MAX_PROBES:
         raise ValueError(f"probe id {probe} is out of range (at most {MAX_PROBES} probes)")
     frame = Frame()
     rec = frame.slot(_RECORD)  # the record is built on the stack
     at = {name: rec + offset for name, (offset, _) in SPAN.fields.items()}
+    lost_key = frame.slot(4)
+    if probe is None:  # the cookie: below MAX_PROBES, as the attacher gives them (the verifier needs no bound)
+        which = [Mov(R1, R6), Call(Helper.get_attach_cookie), Store(FP, at["probe"], R0, U16),
+                 Store(FP, lost_key, R0, U32)]
+    else:
+        which = [Store(FP, at["probe"], probe, U16), Store(FP, lost_key, probe, U32)]
     return Program(
         Mov(R6, R1),
         LoadMapValue(R1, "control"), Load(R1, R1, 0, U32), JEq(R1, 0, "out"),
+        which,
         Call(Helper.get_current_pid_tgid),
         Store(FP, at["tid"], R0, U32),                     # low half
         Rsh(R0, 32),
@@ -114,14 +123,13 @@ def span_program(probe: int, kind: int, arg: Arg | None = None, follow: bool = F
         [Store(FP, at["arg"], 0, U64)],
         Call(Helper.get_smp_processor_id),
         Store(FP, at["cpu"], R0, U16),
-        Store(FP, at["probe"], probe, U16),
         Store(FP, at["kind"], kind, U32),                  # with the 3 bytes of padding after it
         Call(Helper.ktime_get_ns),                         # last: the closest to the event
         Store(FP, at["ts"], R0, U64),
         LoadMapPtr(R1, "events"), Mov(R2, FP), Add(R2, rec), Mov(R3, _RECORD), Mov(R4, BPF_RB_NO_WAKEUP),
         Call(Helper.ringbuf_output),
         JEq(R0, 0, "out"),
-        count_lost(probe, frame),
+        count_lost_at(lost_key),
         Label("out"),
         Return(0),
     )
@@ -153,8 +161,14 @@ def count_lost(probe: int, frame: Frame) -> list:
     """lost[probe] += 1 in the per-CPU "lost" array (no atomic needed: this CPU's slot); the key
     goes in a slot of ``frame``, the stack of the program it is part of."""
     key = frame.slot(4)
+    return [Store(FP, key, probe, U32), count_lost_at(key)]
+
+
+def count_lost_at(key: int) -> list:
+    """lost[the u32 at stack offset ``key``] += 1 in the per-CPU "lost" array (an id past its end
+    finds nothing, and counts nothing)."""
     return [
-        Store(FP, key, probe, U32), LoadMapPtr(R1, "lost"), Mov(R2, FP), Add(R2, key),
+        LoadMapPtr(R1, "lost"), Mov(R2, FP), Add(R2, key),
         Call(Helper.map_lookup_elem),
         If(JNe(R0, 0, 0), [Load(R1, R0, 0, U64), Add(R1, 1), Store(R0, 0, R1, U64)]),
     ]

@@ -46,3 +46,37 @@ def test_attach_kernel_function_spans(function, mechanism, tmp_path):
     else:  # getpid reaches __task_pid_nr_ns once a call; other paths of the process may too
         assert len(spans) >= n
     assert set(spans["pid"]) == {caller.pid}
+
+
+CONNECTOR = ("import os, socket, sys, time\nwhile not os.path.exists(sys.argv[2]):\n    time.sleep(0.05)\n"
+             "server = socket.create_server(('127.0.0.1', 0))\nport = server.getsockname()[1]\n"
+             "for _ in range(int(sys.argv[1])):\n    c = socket.create_connection(('127.0.0.1', port))\n"
+             "    s, _ = server.accept()\n    c.close()\n    s.close()\n")
+
+
+def test_a_kernel_glob_attaches_every_match_through_one_link(tmp_path):
+    """-k 'tcp_v4_*': every function the kernel lets a probe attach to, through one kprobe_multi
+    link; each of N connect() calls is one tcp_v4_connect span (the test's own count is the truth)."""
+    n = 20
+    go = tmp_path / "go"
+    caller = subprocess.Popen([sys.executable, "-c", CONNECTOR, str(n), str(go)])
+    out = tmp_path / "glob.trace"
+    capture = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-k", "tcp_v4_*", "-p", str(caller.pid),
+                                "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    said = ""
+    while not said.startswith("Tracing"):
+        said = capture.stderr.readline()
+        assert said or capture.poll() is None, capture.stderr.read()
+    go.touch()
+    caller.wait(timeout=300)
+    time.sleep(0.5)
+    capture.send_signal(2)
+    _, err = capture.communicate(timeout=300)
+    assert capture.returncode == 0, err
+    trace = load(out)
+    mechanisms = {p["mechanism"] for p in trace.probes}
+    expected = "kprobe_multi" if features().has("kprobe_multi") else "fentry"
+    assert mechanisms == {expected}, mechanisms
+    assert len(trace.probes) > 10 and all(p["pattern"] == "tcp_v4_*" for p in trace.probes)
+    spans = trace.spans(probe="tcp_v4_connect")
+    assert len(spans) == n and set(spans["flags"]) == {0}

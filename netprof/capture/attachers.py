@@ -19,8 +19,8 @@ from ..probes import span_probe
 from ..format.layout import ENTRY, EXIT, RX, TX
 from .options import CaptureOptions
 from .runner import THROUGHPUT_LOSS
-from .plan import (EventPlan, FentryPlan, KprobePlan, NetPairPlan, Probe, SessionError, UprobeMultiPlan, UprobePlan,
-                   XdpPlan, in_kallsyms)
+from .plan import (EventPlan, FentryPlan, KprobeMultiPlan, KprobePlan, NetPairPlan, Probe, SessionError,
+                   UprobeMultiPlan, UprobePlan, XdpPlan, in_kallsyms)
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,28 @@ class Attacher:
                                             description=f"{'uretprobe' if ret else 'uprobe'}:{plan.target}"))
 
     @attach.register
+    def _(self, plan: KprobeMultiPlan) -> None:
+        loss_key = self._shared_loss_key("kernel functions (kprobe_multi: another BPF program ran on the CPU)")
+        cookies = [p.id for p in plan.probes]
+        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
+            prog = self._prog(span_probe.span_program(None, kind, arg, self.follow), ProgType.KPROBE, "np_kmulti",
+                              self.maps, loss_key=loss_key, expected_attach_type=AttachType.TRACE_KPROBE_MULTI)
+            self._link(attach.attach_kprobe_multi(prog, plan.functions, cookies, ret=ret))
+
+    def _shared_loss_key(self, name: str) -> int:
+        """A loss key of its own for a program many probes share: a recursion miss cannot say which
+        of them it missed."""
+        key = THROUGHPUT_LOSS - 1 - len(self.loss_names)
+        self.loss_names[key] = name
+        return key
+
+    @attach.register
     def _(self, plan: UprobeMultiPlan) -> None:
         follow = self.follow and not self.options.no_inherit
         pid = self.options.pid if self.options.pid is not None and not follow else 0
         offsets, cookies = [t.offset for t in plan.targets], [p.id for p in plan.probes]
         name = os.path.basename(plan.path)
-        # A recursion miss of a shared program cannot say which function it missed: counted per file.
-        loss_key = THROUGHPUT_LOSS - 1 - len(self.loss_names)
-        self.loss_names[loss_key] = f"{name} (uprobe_multi: another BPF program ran on the CPU)"
+        loss_key = self._shared_loss_key(f"{name} (uprobe_multi: another BPF program ran on the CPU)")
         for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
             prog = self._prog(span_probe.span_program(None, kind, arg, follow), ProgType.KPROBE, f"np_{name}",
                               self.maps, loss_key=loss_key, expected_attach_type=AttachType.TRACE_UPROBE_MULTI)

@@ -79,6 +79,12 @@ class CaptureOptions:
     exact_entry: bool = _flag(("--exact-entry",), "probe user functions at their first instruction even where "
                               "the kernel must single-step it (by default a function that starts with endbr64 is "
                               "probed 4 bytes on, where the next instruction is emulated: ~10x cheaper)")
+    kernel_attach: str = _setting("auto", ("--kernel-attach",), "how kernel functions attach: fentry, kprobe, "
+                                  "kprobe_multi (one link for many, Linux 5.18), or auto: a glob's functions through "
+                                  "kprobe_multi where the kernel has it, a named function through fentry, then "
+                                  "kprobe", "auto, fentry, kprobe or kprobe_multi",
+                                  lambda v: v in ("auto", "fentry", "kprobe", "kprobe_multi"),
+                                  "auto|fentry|kprobe|kprobe_multi")
     uprobe_attach: str = _setting("auto", ("--uprobe-attach",), "how user functions attach: uprobe_multi (one "
                                   "link and one program per file, Linux 6.6), perf_event (two of each per "
                                   "function), or auto: uprobe_multi where the kernel has it",

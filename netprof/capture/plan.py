@@ -62,6 +62,14 @@ class KprobePlan:
 
 
 @dataclass
+class KprobeMultiPlan:
+    """Kernel functions through one kprobe_multi link for their entries and one for their returns."""
+
+    probes: list[Probe]
+    functions: list[str]
+
+
+@dataclass
 class UprobePlan:
     probe: Probe
     target: elf.UprobeTarget
@@ -102,7 +110,7 @@ class XdpPlan:
     ifname: str
 
 
-Plan = FentryPlan | KprobePlan | UprobePlan | UprobeMultiPlan | NetPairPlan | EventPlan | XdpPlan
+Plan = FentryPlan | KprobePlan | KprobeMultiPlan | UprobePlan | UprobeMultiPlan | NetPairPlan | EventPlan | XdpPlan
 
 
 class Planner:
@@ -159,34 +167,49 @@ class Planner:
         from ..loader.features import features
 
         found = features()
+        how = self.options.kernel_attach
+        multi: KprobeMultiPlan | None = None
         for function, pattern in self._kernel_functions():
+            # auto: a glob's functions through one kprobe_multi link where there is one; a named
+            # function through fentry (the cheapest call), then a kprobe
+            order = ((how,) if how != "auto" else
+                     ("kprobe_multi", "fentry", "kprobe") if pattern else ("fentry", "kprobe", "kprobe_multi"))
             why_not = []
-            if found.has("fentry"):
-                from ..loader.btf import BtfError, vmlinux
+            for mechanism in order:
+                if not found.has(mechanism):
+                    why_not.append({"fentry": "this kernel refuses fentry", "kprobe": "this kernel has no kprobes",
+                                    "kprobe_multi": "this kernel has no kprobe_multi links"}[mechanism])
+                    continue
+                if mechanism == "fentry":
+                    from ..loader.btf import BtfError, vmlinux
 
-                try:
-                    fn = vmlinux().function(function)
-                except BtfError as err:
-                    why_not.append(str(err))
+                    try:
+                        fn = vmlinux().function(function)
+                    except BtfError as err:
+                        why_not.append(str(err))
+                        continue
+                    self.plans.append(FentryPlan(self._kernel_probe(function, "fentry", pattern), fn))
+                elif not in_kallsyms(function):
+                    why_not.append(f"{function!r} is not in /proc/kallsyms (misspelt, inlined, or in a module that is "
+                                   "not loaded)")
+                    continue
+                elif mechanism == "kprobe":
+                    self.plans.append(KprobePlan(self._kernel_probe(function, "kprobe", pattern), function))
                 else:
-                    probe = self._add(function, "kernel", "fentry", function)
-                    probe.pattern = pattern
-                    self.plans.append(FentryPlan(probe, fn))
-                    continue
+                    if multi is None:
+                        multi = KprobeMultiPlan([], [])
+                        self.plans.append(multi)
+                    multi.probes.append(self._kernel_probe(function, "kprobe_multi", pattern))
+                    multi.functions.append(function)
+                break
             else:
-                why_not.append("this kernel refuses fentry")
-            if found.has("kprobe"):
-                if in_kallsyms(function):
-                    probe = self._add(function, "kernel", "kprobe", function)
-                    probe.pattern = pattern
-                    self.plans.append(KprobePlan(probe, function))
-                    continue
-                why_not.append(f"{function!r} is not in /proc/kallsyms (misspelt, inlined, or in a module that is "
-                               "not loaded)")
-            else:
-                why_not.append("this kernel has no kprobes")
-            raise SessionError(f"cannot probe kernel function {function!r}: {'; '.join(why_not)}; use --net "
-                               "tracepoints, or run netprof in the vm/ guest")
+                raise SessionError(f"cannot probe kernel function {function!r}: {'; '.join(dict.fromkeys(why_not))}; "
+                                   "use --net tracepoints, or run netprof in the vm/ guest")
+
+    def _kernel_probe(self, function: str, mechanism: str, pattern: str | None) -> Probe:
+        probe = self._add(function, "kernel", mechanism, function)
+        probe.pattern = pattern
+        return probe
 
     def _user(self) -> None:
         costs = None

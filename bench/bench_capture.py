@@ -80,9 +80,24 @@ def bcc_script(program: str, mode: str, path: str) -> str:
     """)
 
 
-def have_bcc() -> bool:
-    return subprocess.run([sys.executable, "-c", "import sys; sys.path.append('/usr/lib/python3/dist-packages');"
-                           "import bcc"], capture_output=True).returncode == 0
+def bcc_problem() -> str | None:
+    """None when bcc can run here; else why not (not installed, or no kernel headers for this kernel)."""
+    trial = subprocess.run([sys.executable, "-c", "import sys; sys.path.append('/usr/lib/python3/dist-packages');"
+                            "from bcc import BPF; BPF(text='int f(void *ctx) { return 0; }')"],
+                           capture_output=True, text=True, timeout=300)
+    if trial.returncode == 0:
+        return None
+    if "No module named 'bcc'" in trial.stderr:
+        return "not installed (apt-get install python3-bpfcc)"
+    last = trial.stderr.strip().splitlines()[-1:] or ["no error text"]
+    return f"installed, but cannot run here: {last[0]}"
+
+
+def bpftrace_problem() -> str | None:
+    if not shutil.which("bpftrace"):
+        return "not installed (apt-get install bpftrace)"
+    trial = subprocess.run(["bpftrace", "-e", "BEGIN { exit(); }"], capture_output=True, text=True, timeout=120)
+    return None if trial.returncode == 0 else f"installed, but cannot run here: {trial.stderr.strip().splitlines()[-1:]}"
 
 
 def timed(cmd: list[str]) -> float:
@@ -183,10 +198,12 @@ def main() -> None:
     workload = tmp / "workload"
     (tmp / "workload.c").write_text(WORKLOAD_C)
     subprocess.run(["gcc", "-O1", "-o", str(workload), str(tmp / "workload.c")], check=True)
-    tools = ["netprof"] + (["bpftrace"] if shutil.which("bpftrace") else []) + (["bcc"] if have_bcc() else [])
-    missing = {"bpftrace", "bcc"} - set(tools)
-    print(f"workload: {CALLS:,} calls of work() (uprobe + uretprobe); medians of {RUNS} runs"
-          + (f"; not installed: {', '.join(sorted(missing))}" if missing else ""))
+    problems = {"bpftrace": bpftrace_problem(), "bcc": bcc_problem()}
+    tools = ["netprof"] + [tool for tool, problem in problems.items() if problem is None]
+    print(f"workload: {CALLS:,} calls of work() (uprobe + uretprobe); medians of {RUNS} runs")
+    for tool, problem in problems.items():
+        if problem:
+            print(f"  {tool} skipped: {problem}")
     print("(a) extra cost per probed call:")
     for tool in tools:
         costs = [per_call_cost(workload, tool, tmp) for _ in range(RUNS)]

@@ -126,7 +126,8 @@ def bench_netprof(rate: int | None) -> dict:
     return result
 
 
-def bench_bcc(rate: int | None) -> dict | None:
+def bench_bcc(rate: int | None) -> dict | str | None:
+    """The figures; None when bcc is not installed; the reason when it is but cannot run here."""
     try:
         from bcc import BPF
     except ImportError:
@@ -135,7 +136,10 @@ def bench_bcc(rate: int | None) -> dict | None:
             from bcc import BPF
         except ImportError:
             return None
-    b = BPF(text=BCC_PROGRAM)
+    try:
+        b = BPF(text=BCC_PROGRAM)
+    except Exception as err:  # noqa: BLE001 - bcc raises bare Exceptions (no kernel headers for this kernel)
+        return f"installed, but cannot run here: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
     fn = b.load_func("produce", BPF.SOCKET_FILTER)
     count = [0]
 
@@ -155,9 +159,12 @@ def bench_bcc(rate: int | None) -> dict | None:
         b.cleanup()
 
 
-def show(name: str, result: dict | None) -> None:
+def show(name: str, result: dict | str | None) -> None:
     if result is None:
         print(f"  {name:34s} (not installed: apt-get install python3-bpfcc)")
+        return
+    if isinstance(result, str):
+        print(f"  {name:34s} skipped: {result}")
         return
     loss = result["lost"] / max(result["runs"], 1)
     print(f"  {name:34s} {result['rate'] / 1e6:6.2f} M records/s  {result['rate'] * 32 / 1e6:7.1f} MB/s  "
@@ -174,8 +181,8 @@ def main() -> None:
         for name, bench in (("netprof RingBuffer.read (numpy)", bench_netprof),
                             ("bcc ring_buffer_consume (callback)", bench_bcc)):
             results = [bench(rate) for _ in range(runs)]
-            if results[0] is None:
-                show(name, None)
+            if not isinstance(results[0], dict):
+                show(name, results[0])
                 continue
             middle = sorted(results, key=lambda r: r["rate"])[len(results) // 2]
             middle = dict(middle, lost=statistics.median(r["lost"] for r in results))

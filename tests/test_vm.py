@@ -75,8 +75,11 @@ def test_a_kernel_glob_attaches_every_match_through_one_link(tmp_path):
     assert capture.returncode == 0, err
     trace = load(out)
     mechanisms = {p["mechanism"] for p in trace.probes}
-    expected = "kprobe_multi" if features().has("kprobe_multi") else "fentry"
-    assert mechanisms == {expected}, mechanisms
+    found = features()
+    if found.has("kprobe_multi"):
+        assert mechanisms == {"kprobe_multi"}, mechanisms
+    else:  # fentry, and a kprobe where fentry is refused (the guest's 6.1: no fprobe, so no kprobe_multi)
+        assert mechanisms <= {"fentry", "kprobe"} and "fentry" in mechanisms, (mechanisms, found.attach["kprobe_multi"])
     assert len(trace.probes) > 10 and all(p["pattern"] == "tcp_v4_*" for p in trace.probes)
     spans = trace.spans(probe="tcp_v4_connect")
     assert len(spans) == n and set(spans["flags"]) == {0}

@@ -138,11 +138,12 @@ def _matching(path: str, function: str, exclude: tuple[str, ...]) -> list[tuple[
 
     if not is_glob(function) and "::" not in function and "(" not in function:
         # a plain name: the symbol itself (the ELF reader's errors say what is wrong), or a C++ function of that name
-        every = elf.functions(path)
-        if function.partition("@")[0] in {s.partition("@")[0] for s in every}:
+        try:
+            elf.resolve_all(path, [function])
             return [] if excluded(function) else [(function, demangle(function))]
-        same = [s for s in every if without_parameters(demangle(s)) == function]
-        return [(s, demangle(s)) for s in same if not excluded(s)] or [(function, function)]
+        except elf.ElfError:
+            same = [s for s in elf.functions(path) if s.startswith("_Z") and without_parameters(demangle(s)) == function]
+            return [(s, demangle(s)) for s in same if not excluded(s)] or [(function, function)]
     matched = []
     for symbol in elf.functions(path):
         names = names_of(symbol)

@@ -54,9 +54,17 @@ class Attacher:
 
     @attach.register
     def _(self, plan: FentryPlan) -> None:
+        links, programs = self.links, len(self.programs)
         try:
-            self._fentry(plan)
+            with contextlib.ExitStack() as both:  # fentry and fexit, or neither: no lone entry program stays
+                self.links = both
+                try:
+                    self._fentry(plan)
+                finally:
+                    self.links = links
+                links.enter_context(both.pop_all())
         except BpfError as err:
+            del self.programs[programs:]
             from ..loader.features import features
 
             if not (features().has("kprobe") and in_kallsyms(plan.probe.target)):

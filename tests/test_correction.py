@@ -172,18 +172,26 @@ def test_the_measured_costs_add_up_to_the_slowdown_the_workload_sees(tmp_path):
         subprocess.run([str(exe)], check=True, preexec_fn=lambda: os.sched_setaffinity(0, TRACED_CPUS))
         return time.perf_counter() - start
 
-    unprobed = statistics.median(run_time() for _ in range(5))
-    measured = json.loads(netprof("calibrate", "--json").stdout)["sites"]
-    probes = [a for s in workload.SITES for a in ("-u", f"{exe}:{s.name}")]
-    capture = background.Capture(*probes, "--exact-entry", "-o", str(tmp_path / "w.trace"),
-                                 prefix=("taskset", "-c", ",".join(map(str, sorted(NETPROF_CPUS)))))
-    try:
-        probed = statistics.median(run_time() for _ in range(5))
-    finally:
-        code, err = capture.stop()
-    assert code == 0, err
-    predicted = sum(s["cost_ns"] for s in measured.values()) * calls / 1e9
-    assert predicted == pytest.approx(probed - unprobed, rel=0.25), (predicted, probed, unprobed)
+    def slowdown() -> tuple[float, float]:
+        """(what the calibration predicts, what the wall clock says), measured one after the other."""
+        unprobed = statistics.median(run_time() for _ in range(5))
+        measured = json.loads(netprof("calibrate", "--refresh", "--json").stdout)["sites"]
+        probes = [a for s in workload.SITES for a in ("-u", f"{exe}:{s.name}")]
+        capture = background.Capture(*probes, "--exact-entry", "-o", str(tmp_path / "w.trace"),
+                                     prefix=("taskset", "-c", ",".join(map(str, sorted(NETPROF_CPUS)))))
+        try:
+            probed = statistics.median(run_time() for _ in range(5))
+        finally:
+            code, err = capture.stop()
+            (tmp_path / "w.trace").unlink(missing_ok=True)
+        assert code == 0, err
+        return sum(s["cost_ns"] for s in measured.values()) * calls / 1e9, probed - unprobed
+
+    # The median of three rounds: what a probe hit costs moves with the machine's other work
+    # (on this 2-CPU VM, up to a third from one minute to the next)
+    rounds = [slowdown() for _ in range(3)]
+    ratio = statistics.median(predicted / seen for predicted, seen in rounds)
+    assert ratio == pytest.approx(1, rel=0.25), rounds
 
 
 LEVELS = {"top": 1, "mid": 10, "leaf": 100}  # calls of each per call of top()
@@ -217,44 +225,57 @@ def test_corrected_durations_match_the_programs_own_clock(tmp_path):
 
     program = tmp_path / "self_timed"
     subprocess.run([needs.tool("gcc"), "-O2", "-fcf-protection=full", "-o", str(program), SELF_TIMED], check=True)
-    runs = 8
-    before = _own_clock(program, runs // 2)
+    # Three captures, each over 8 runs (each run a process, with a layout of its own), and the
+    # truth before and after each: the median of the three is held to the truth, since what a hit
+    # costs moves with the machine's other work from one minute to the next.
+    runs, attempts = 8, []
     out = tmp_path / "self_timed.trace"
-    capture = background.Capture(*(a for f in LEVELS for a in ("-u", f"{program}:{f}")), "-o", str(out),
-                                 prefix=("taskset", "-c", ",".join(map(str, sorted(NETPROF_CPUS)))))
-    try:
-        _own_clock(program, runs)
-    finally:
-        code, err = capture.stop()
-    assert code == 0, err
-    after = _own_clock(program, runs // 2)
-    truth = {level: (min(before[level][0], after[level][0]), min(before[level][1], after[level][1]))
-             for level in LEVELS}  # the quieter of the truths before and after the capture
-    trace = load(out)
-    assert trace.corrected
-    spans, (raw, _) = trace.all_spans, trace.raw_times()
-    found = {}
-    for level, (true_mean, true_median) in truth.items():
-        [probe] = trace.probe_ids(f"self_timed:{level}")
-        mine = spans["probe"] == probe
-        assert mine.sum() == runs * 20 * LEVELS[level]
-        found[level] = (spans["duration"][mine].mean(), np.median(spans["duration"][mine]), raw[mine].mean())
-    for level, (true_mean, true_median) in truth.items():
-        mean, median, raw_mean = found[level]
+    for _ in range(3):
+        before = _own_clock(program, runs // 2)
+        out.unlink(missing_ok=True)
+        capture = background.Capture(*(a for f in LEVELS for a in ("-u", f"{program}:{f}")), "-o", str(out),
+                                     prefix=("taskset", "-c", ",".join(map(str, sorted(NETPROF_CPUS)))))
+        try:
+            _own_clock(program, runs)
+        finally:
+            code, err = capture.stop()
+        assert code == 0, err
+        after = _own_clock(program, runs // 2)
+        truth = {level: (min(before[level][0], after[level][0]), min(before[level][1], after[level][1]))
+                 for level in LEVELS}  # the quieter of the truths before and after the capture
+        trace = load(out)
+        assert trace.corrected
+        spans, (raw, _) = trace.all_spans, trace.raw_times()
+        found = {}
+        for level in LEVELS:
+            [probe] = trace.probe_ids(f"self_timed:{level}")
+            mine = spans["probe"] == probe
+            assert mine.sum() == runs * 20 * LEVELS[level]
+            found[level] = (spans["duration"][mine].mean(), np.median(spans["duration"][mine]), raw[mine].mean())
+        attempts.append((found, truth))
+    def relative(f, t, level):  # (corrected mean, corrected median, raw mean) against the truth's
+        mean, median, raw_mean = f[level]
+        true_mean, true_median = t[level]
+        return (mean - true_mean) / true_mean, (median - true_median) / true_median, (raw_mean - true_mean) / true_mean
+
+    # each error: its median over the attempts, each attempt against its own truth
+    error = {level: tuple(float(np.median(e)) for e in zip(*(relative(f, t, level) for f, t in attempts), strict=True))
+             for level in LEVELS}
+    absolute = {level: float(np.median([f[level][1] - t[level][1] for f, t in attempts])) for level in LEVELS}
+    for level, (mean_error, median_error, raw_error) in error.items():
         if level == "leaf":  # only its own probes' in-span part is taken off
-            assert abs(median - true_median) <= max(0.03 * true_median, 100), (level, found, truth)
+            assert abs(median_error) <= 0.03 or abs(absolute[level]) <= 100, (level, error, absolute)
             # Means carry the stalls of this VM's vCPUs (100-300 µs, without a context switch)
             # that land inside a span: a few leaves in a hundred under probes, far fewer without.
-            assert abs(mean - true_mean) <= 0.06 * true_mean, (level, found, truth)
+            assert abs(mean_error) <= 0.06, (level, error)
             continue
         # A parent carries the whole cost of every probed call below it (110 for top): far off raw,
         # and the correction takes most of that off. What is left is how far the cost of a probe
         # hit in this run strays from the measured average: on this VM, from one capture to the
         # next, 1.5 to 2.3 µs a call at the same site (so -1 % to +9 % of a top() here).
-        assert raw_mean > 1.1 * true_mean, (level, found, truth)
-        assert abs(median - true_median) <= 0.1 * true_median, (level, found, truth)
-        assert abs(mean - true_mean) <= 0.1 * true_mean, (level, found, truth)
-        assert abs(mean - true_mean) < (raw_mean - true_mean) / 2, (level, found, truth)
+        assert raw_error > 0.1, (level, error)
+        assert abs(median_error) <= 0.1 and abs(mean_error) <= 0.1, (level, error)
+        assert abs(mean_error) < raw_error / 2, (level, error)
 
     report = netprof("report", str(out))
     assert report.returncode == 0, report.stderr

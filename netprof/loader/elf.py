@@ -556,27 +556,42 @@ def resolve(path: str, symbol: str) -> UprobeTarget:
 def resolve_all(path: str, symbols: list[str]) -> list[UprobeTarget]:
     """``resolve(path, symbol)`` for each of ``symbols``, the file read once."""
     real = locate(path)
-    with _Elf.open(real) as elf:
-        if elf.machine != _host_machine():
-            raise ElfError(f"{real} is an {elf.machine} program but this machine is {_host_machine()}: a uprobe "
-                           f"traces only programs that run here; probe the {_host_machine()} build of it")
-        return [_resolve_in(elf, symbol) for symbol in symbols]
+    elf = _parsed(real)
+    if elf.machine != _host_machine():
+        raise ElfError(f"{real} is an {elf.machine} program but this machine is {_host_machine()}: a uprobe "
+                       f"traces only programs that run here; probe the {_host_machine()} build of it")
+    return [_resolve_in(elf, symbol) for symbol in symbols]
+
+
+def _parsed(path: str) -> _Elf:
+    """``path`` parsed, once for as long as the file stays the same (a plan of a thousand -u
+    functions reads each file once, not a thousand times)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return _Elf.open(path)  # its own error message
+    return _parsed_version(path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_version(path: str, dev: int, ino: int, mtime_ns: int, size: int) -> _Elf:
+    return _Elf.open(path)
 
 
 def functions(path: str) -> list[str]:
     """The names of the functions ``path`` defines (.symtab and .dynsym), each address once (an
     alias under the name the symbol tables prefer), in address order."""
-    with _Elf.open(locate(path)) as elf:
-        by_address: dict[int, list[_Symbol]] = {}
-        for table in elf.tables():
-            for s in table:
-                if s.defined and s.is_function and s.name:
-                    by_address.setdefault(s.address, []).append(s)
-        names = []
-        for _, group in sorted(by_address.items()):
-            best = max(group, key=lambda s: (s.bind != _STB_LOCAL, s.default, not s.name.startswith("_"), s.size))
-            names.append(best.name if not best.version or best.default else best.full_name)
-        return list(dict.fromkeys(names))
+    elf = _parsed(locate(path))
+    by_address: dict[int, list[_Symbol]] = {}
+    for table in elf.tables():
+        for s in table:
+            if s.defined and s.is_function and s.name:
+                by_address.setdefault(s.address, []).append(s)
+    names = []
+    for _, group in sorted(by_address.items()):
+        best = max(group, key=lambda s: (s.bind != _STB_LOCAL, s.default, not s.name.startswith("_"), s.size))
+        names.append(best.name if not best.version or best.default else best.full_name)
+    return list(dict.fromkeys(names))
 
 
 def _resolve_in(elf: _Elf, symbol: str) -> UprobeTarget:

@@ -64,7 +64,8 @@ def measure(calls: int = CALLS, runs: int = RUNS) -> Calibration:
 
 def _capture(exe: str, runs: int, functions: list[str], output: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{function: (span starts, durations)} from a capture of ``runs`` runs of ``exe``, in call order."""
-    from .. import trace
+    from ..format import tracefile
+    from ..format.layout import ENTRY, EXIT
     from ..session import Session, SessionError
 
     failure: list[str] = []
@@ -98,11 +99,17 @@ def _capture(exe: str, runs: int, functions: list[str], output: str) -> dict[str
         raise CalibrationError(failure[0])
     if session.summary.lost_total:
         raise CalibrationError(f"{session.summary.lost_total} events lost")
-    captured = trace.load(output, progress=False, raw_durations=True)
-    spans = captured.all_spans
+    captured = tracefile.read(output)
+    if captured.problems:
+        raise CalibrationError(f"the calibration's trace: {captured.problems[0]}")
+    events = captured.records[tracefile.Kind.SPANS]
     out = {}
-    for probe in captured.probes:
-        mine = spans[spans["probe"] == probe["id"]]
-        mine = mine[np.argsort(mine["start"], kind="stable")]
-        out[probe["name"].rsplit(":", 1)[-1]] = (mine["start"], mine["duration"])
+    for probe in captured.header["probes"]:
+        # one thread calls each function in turn, so its entries and exits alternate
+        mine = events[events["probe"] == probe["id"]]
+        mine = mine[np.argsort(mine["ts"], kind="stable")]
+        entries, exits = mine["ts"][mine["kind"] == ENTRY], mine["ts"][mine["kind"] == EXIT]
+        if len(entries) != len(exits) or np.any(exits < entries):
+            raise CalibrationError(f"{probe['name']}: {len(entries)} entries and {len(exits)} exits do not pair")
+        out[probe["name"].rsplit(":", 1)[-1]] = (entries, exits - entries)
     return out

@@ -20,12 +20,12 @@ a capture: without it, the program is built as before.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import json
 import logging
 import os
 import stat
+import zlib
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -63,7 +63,7 @@ def program(function: str, *args: Any, folder: Path | None = None) -> Prebuilt:
     except Uncacheable as err:
         log.debug("%s: not cached: %s", builder, err)
         return _prebuild(_build(builder, args))
-    name = hashlib.sha256(f"{VERSION}\0{source_hash()}\0{key}".encode()).hexdigest()[:40] + ".json"
+    name = _checksum(f"{VERSION}\0{source_hash()}\0{key}".encode()) + ".json"
     folder_fd = _open(folder)
     try:
         if folder_fd is not None:
@@ -85,13 +85,18 @@ def program(function: str, *args: Any, folder: Path | None = None) -> Prebuilt:
 @functools.cache
 def source_hash() -> str:
     """The hash of every source file a cached program is made from (names and contents)."""
-    digest = hashlib.sha256()
+    parts = []
     for pattern in _SOURCES:
         for path in sorted(_PACKAGE.glob(pattern)):
-            digest.update(f"{path.relative_to(_PACKAGE)}\0".encode())
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
-    return digest.hexdigest()
+            parts += [str(path.relative_to(_PACKAGE)).encode(), path.read_bytes()]
+    return _checksum(b"\0".join(parts))
+
+
+def _checksum(data: bytes) -> str:
+    """crc32 and adler32 of ``data``, and its length: zlib is imported already (the trace file's
+    checksums), hashlib would cost ~3 ms. It tells changed content apart; it guards nothing, as
+    no one but the cache's owner can write an entry, and an entry names its source and key in full."""
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
 
 
 def folder_path() -> Path:
@@ -193,12 +198,13 @@ def _read(folder_fd: int, name: str, owner: int) -> bytes | None:
 
 
 def _payload(key: str, code: bytes, maps: tuple[tuple[int, str], ...], debug: DebugInfo | None) -> dict:
-    return {"version": VERSION, "key": key, "code": code.hex(), "maps": [list(m) for m in maps],
+    return {"version": VERSION, "source": source_hash(), "key": key, "code": code.hex(),
+            "maps": [list(m) for m in maps],
             "debug": None if debug is None else [debug.btf.hex(), debug.func_info.hex(), debug.line_info.hex()]}
 
 
 def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return _checksum(json.dumps(payload, sort_keys=True).encode())
 
 
 def _encode(built: Prebuilt, key: str) -> bytes:
@@ -212,9 +218,10 @@ def _decode(data: bytes | None, key: str) -> Prebuilt | None:
         return None
     try:
         entry = json.loads(data)
-        payload = {k: entry[k] for k in ("version", "key", "code", "maps", "debug")}
-        if entry["digest"] != _digest(payload) or payload["version"] != VERSION or payload["key"] != key:
-            raise ValueError("digest, version or key differs")
+        payload = {k: entry[k] for k in ("version", "source", "key", "code", "maps", "debug")}
+        if (entry["digest"] != _digest(payload) or payload["version"] != VERSION
+                or payload["source"] != source_hash() or payload["key"] != key):
+            raise ValueError("digest, version, source or key differs")
         code = bytes.fromhex(payload["code"])
         maps = tuple((int(slot), str(name)) for slot, name in payload["maps"])
         if not code or len(code) % 8 or any(not 0 <= slot < len(code) // 8 - 1 for slot, _ in maps):

@@ -68,11 +68,17 @@ def test_each_program_and_argument_has_its_entry(folder, builds):
     assert len(builds) == 4 and len(entries(folder)) == 4
 
 
-def test_a_changed_source_misses(folder, builds, monkeypatch):
+def test_a_changed_source_misses_and_removes_the_old_entries(folder, builds, monkeypatch):
     cache.program(*SPAN, folder=folder)
-    monkeypatch.setattr(cache, "source_hash", lambda: "another netprof")
+    cache.program("packets.xdp_program", 3, 64, folder=folder)
+    (folder / "notes.txt").write_text("not the cache's")
+    old = entries(folder)
+    monkeypatch.setattr(cache, "source_hash", lambda: "0123abcd")
     cache.program(*SPAN, folder=folder)
-    assert len(builds) == 2 and len(entries(folder)) == 2
+    assert len(builds) == 3
+    names = sorted(p.name for p in entries(folder))
+    assert len(names) == 2 and names[0].startswith("0123abcd-") and names[1] == "notes.txt"
+    assert not any(p.exists() for p in old if p.name != "notes.txt")
 
 
 def test_the_source_hash_follows_every_source_file(tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ An entry is keyed by the function that builds the program (``"span_probe.span_pr
 arguments, and a hash of every source file that could change what it builds: netprof/asm,
 netprof/probes, the record layouts and the debug info builder. Any change to them is a miss. An
 entry holds the bytecode (0 for each map's fd), the slot and name of each map reference and the
-program's debug info (BTF, func_info, line_info): what netprof.loader.program.load needs.
+program's debug info (BTF, func_info, line_info): what netprof.loader.program.load needs. A miss
+removes the entries of other sources, so the folder holds one netprof's programs.
 
 Where: root uses /var/cache/netprof/programs, and only if it and every folder above it are
 root's alone, reached without following a symbolic link (rundir.py's checks); never a folder
@@ -24,6 +25,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import stat
 import zlib
 from collections.abc import Callable
@@ -47,6 +49,7 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # netprof/
 _SOURCES = ("asm/*.py", "probes/*.py", "format/layout.py", "format/record_layouts.py", "format/records.py",
             "loader/debug_info.py")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ENTRY_NAME = re.compile(r"[0-9a-f]+-[0-9a-f]+\.json")  # SOURCE-KEY.json
 
 
 class Uncacheable(ValueError):
@@ -63,7 +66,7 @@ def program(function: str, *args: Any, folder: Path | None = None) -> Prebuilt:
     except Uncacheable as err:
         log.debug("%s: not cached: %s", builder, err)
         return _prebuild(_build(builder, args))
-    name = _checksum(f"{VERSION}\0{source_hash()}\0{key}".encode()) + ".json"
+    name = f"{source_hash()}-{_checksum(f'{VERSION}:{key}'.encode())}.json"
     folder_fd = _open(folder)
     try:
         if folder_fd is not None:
@@ -73,6 +76,7 @@ def program(function: str, *args: Any, folder: Path | None = None) -> Prebuilt:
         built = _prebuild(_build(builder, args))
         if folder_fd is not None:
             try:
+                _prune(folder_fd)
                 rundir.write(folder_fd, name, _encode(built, key))
             except OSError as err:
                 log.debug("program cache: could not write %s: %s", name, err)
@@ -107,6 +111,18 @@ def folder_path() -> Path:
     if not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base, "netprof", "programs")
+
+
+def _prune(folder_fd: int) -> None:
+    """Remove the entries of other sources (an older netprof's): on a miss only, so a capture whose
+    programs are all cached never lists the folder. Only names the cache gives are touched."""
+    current = f"{source_hash()}-"
+    for name in os.listdir(folder_fd):
+        if _ENTRY_NAME.fullmatch(name) and not name.startswith(current):
+            try:
+                os.unlink(name, dir_fd=folder_fd)  # a symbolic link itself, never what it points at
+            except OSError as err:
+                log.debug("program cache: could not remove %s: %s", name, err)
 
 
 def _builder_name(function: str) -> str:
@@ -231,6 +247,6 @@ def _decode(data: bytes | None, key: str) -> Prebuilt | None:
             btf, func_info, line_info = (bytes.fromhex(part) for part in payload["debug"])
             debug = DebugInfo(btf, func_info, line_info)
         return Prebuilt(code, maps, debug, "")
-    except (ValueError, TypeError, KeyError, AttributeError) as err:  # json's errors are ValueErrors
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:  # json's are ValueErrors
         log.debug("program cache: entry for %s ignored: %s", key, err)
         return None

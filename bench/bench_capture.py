@@ -2,14 +2,19 @@
 """Capture benchmarks, netprof next to bpftrace and bcc on the same workload in the same run:
 
 (a) cost per probed call of a user function (uprobe + uretprobe), from the workload's own run
-    time with and without the probes: netprof records both events of every call to its trace
-    file; bpftrace and bcc keep a latency histogram in the kernel (less work per call);
+    time with and without the probes, on two builds of the same program: one with endbr64 at
+    every function's start (gcc -O2 -fcf-protection=full, as Ubuntu, Fedora and RHEL build), where
+    netprof probes past the endbr64 by default, and one without (-fcf-protection=none). netprof
+    records both events of every call to its trace file, and the benchmark checks that the trace
+    holds one span per call (lost ones are reported); bpftrace and bcc keep a latency histogram
+    in the kernel (less work per call);
 (b) events per second written to disk by netprof attach, and how many were lost;
 (c) time from launching the tool to the first event delivered (netprof: written to the trace
     file; bpftrace and bcc: printed), and the tool's peak RSS.
 
 Needs root and gcc; bpftrace (Debian package bpftrace) and bcc (python3-bpfcc, with kernel
-headers: see bench_ringbuf.py) are measured when installed. Medians of RUNS runs.
+headers: see bench_ringbuf.py) are measured where they run, and skipped with the reason where
+they do not. Medians of BENCH_RUNS runs (default 3).
 """
 
 from __future__ import annotations
@@ -25,16 +30,23 @@ import textwrap
 import time
 from pathlib import Path
 
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-CALLS = 100_000
-SYSCALLS = 3_000_000
+from peers import DEBIAN_DIST_PACKAGES, bcc_problem, bpftrace_problem
 
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+CALLS = 200_000
+SYSCALLS = 3_000_000
+ROOT = Path(__file__).resolve().parent.parent
+ENDBR64 = bytes.fromhex("f30f1efa")
+
+# work() saves a register and calls leaf(): its first instruction (after endbr64, where there is
+# one) is a push, which the kernel emulates for a uprobe instead of single-stepping it.
 WORKLOAD_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-__attribute__((noinline)) int work(int x) { asm volatile("" ::: "memory"); return x * 2 + 1; }
+__attribute__((noipa)) int leaf(int x) { asm volatile("" ::: "memory"); return x + 1; }
+__attribute__((noinline)) int work(int x) { int a = leaf(x); asm volatile("" ::: "memory"); return a * x + leaf(a); }
 int main(int argc, char **argv) {
     long n = atol(argv[2]), sum = 0;
     if (!strcmp(argv[1], "calls")) for (long i = 0; i < n; i++) sum += work(i);
@@ -43,6 +55,7 @@ int main(int argc, char **argv) {
     return sum == 42;
 }
 """
+BUILDS = {"endbr64": "-fcf-protection=full", "plain": "-fcf-protection=none"}
 
 BCC_LATENCY = r"""
 BPF_HASH(start, u32, u64);
@@ -61,7 +74,7 @@ int entry(struct pt_regs *ctx) { u64 ts = bpf_ktime_get_ns(); events.ringbuf_out
 def bcc_script(program: str, mode: str, path: str) -> str:
     return textwrap.dedent(f"""
         import sys
-        sys.path.append("/usr/lib/python3/dist-packages")
+        sys.path.append({DEBIAN_DIST_PACKAGES!r})
         from bcc import BPF
         b = BPF(text={program!r})
         b.attach_uprobe(name={path!r}, sym="work", fn_name="entry")
@@ -78,26 +91,6 @@ def bcc_script(program: str, mode: str, path: str) -> str:
             while True:
                 b.ring_buffer_poll(100)
     """)
-
-
-def bcc_problem() -> str | None:
-    """None when bcc can run here; else why not (not installed, or no kernel headers for this kernel)."""
-    trial = subprocess.run([sys.executable, "-c", "import sys; sys.path.append('/usr/lib/python3/dist-packages');"
-                            "from bcc import BPF; BPF(text='int f(void *ctx) { return 0; }')"],
-                           capture_output=True, text=True, timeout=300)
-    if trial.returncode == 0:
-        return None
-    if "No module named 'bcc'" in trial.stderr:
-        return "not installed (apt-get install python3-bpfcc)"
-    last = trial.stderr.strip().splitlines()[-1:] or ["no error text"]
-    return f"installed, but cannot run here: {last[0]}"
-
-
-def bpftrace_problem() -> str | None:
-    if not shutil.which("bpftrace"):
-        return "not installed (apt-get install bpftrace)"
-    trial = subprocess.run(["bpftrace", "-e", "BEGIN { exit(); }"], capture_output=True, text=True, timeout=120)
-    return None if trial.returncode == 0 else f"installed, but cannot run here: {trial.stderr.strip().splitlines()[-1:]}"
 
 
 def timed(cmd: list[str]) -> float:
@@ -117,18 +110,22 @@ def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) ->
     raise RuntimeError(f"no '{word}' within {timeout} s")
 
 
-def per_call_cost(workload: Path, tool: str, tmp: Path) -> float:
-    """Extra µs per call of work() with ``tool`` attached."""
+def per_call_cost(workload: Path, tool: str, tmp: Path) -> tuple[float, int | None, int | None]:
+    """(extra µs per call of work() with ``tool`` attached, and for netprof: the spans its trace
+    holds and the events it lost)."""
     target = f"{workload}:work"
     base = statistics.median(timed([str(workload), "calls", str(CALLS)]) for _ in range(3))
+    trace = tmp / "calls.trace"
+    trace.unlink(missing_ok=True)
     if tool == "netprof":
-        proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-u", target, "-o", str(tmp / "a.trace")],
+        proc = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-u", target, "-o", str(trace)],
                                 stderr=subprocess.PIPE, text=True)
         wait_for(proc, proc.stderr, "Tracing")
     elif tool == "bpftrace":
         program = (f"uprobe:{workload}:work {{ @s[tid] = nsecs; }} "
                    f"uretprobe:{workload}:work /@s[tid]/ {{ @h = hist(nsecs - @s[tid]); delete(@s[tid]); }}")
-        proc = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
         wait_for(proc, proc.stdout, "Attaching")
         time.sleep(0.5)
     else:
@@ -140,7 +137,39 @@ def per_call_cost(workload: Path, tool: str, tmp: Path) -> float:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
-    return (probed - base) / CALLS * 1e6
+    cost = (probed - base) / CALLS * 1e6
+    if tool != "netprof":
+        return cost, None, None
+    spans, _, lost = trace_counts(trace)
+    return cost, spans, lost
+
+
+TRACE_COUNTS = """
+import sys
+import netprof
+trace = netprof.load(sys.argv[1])
+print(int((trace.all_spans["flags"] == 0).sum()), trace.events.size, sum(trace.lost.values()))
+"""
+
+
+def trace_counts(path: Path) -> tuple[int, int, int]:
+    """(complete spans, that is neither open, orphan nor mismatched; events; events lost) in the
+    trace at ``path``, read by another process: numpy and the trace would raise this one's peak
+    RSS, which every tool it starts afterwards inherits (ru_maxrss survives fork and exec)."""
+    done = subprocess.run([sys.executable, "-c", TRACE_COUNTS, str(path)], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    spans, events, lost = (int(word) for word in done.stdout.split())
+    return spans, events, lost
+
+
+def starts_with_endbr64(binary: Path) -> bool:
+    sys.path.insert(0, str(ROOT))
+    from netprof.loader import elf
+
+    target = elf.resolve(str(binary), "work")
+    with open(binary, "rb") as f:
+        f.seek(target.offset)
+        return f.read(4) == ENDBR64
 
 
 def first_event(workload: Path, tool: str, tmp: Path) -> tuple[float, float]:
@@ -157,7 +186,7 @@ def first_event(workload: Path, tool: str, tmp: Path) -> tuple[float, float]:
                 time.sleep(0.001)
         elif tool == "bpftrace":
             proc = subprocess.Popen(["bpftrace", "-e", f'uprobe:{workload}:work {{ printf("hit\\n"); exit(); }}'],
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             wait_for(proc, proc.stdout, "hit")
         else:
             proc = subprocess.Popen([sys.executable, "-c", bcc_script(BCC_FIRST, "first", str(workload))],
@@ -183,41 +212,65 @@ def events_to_disk(workload: Path, tmp: Path) -> tuple[float, int, int]:
     elapsed = timed([str(workload), "getpid", str(SYSCALLS)])
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from netprof.report import load
-
-    loaded = load(trace)
-    written = int(loaded.events.size)
-    return written / elapsed, written, sum(loaded.lost.values())
+    _, written, lost = trace_counts(trace)
+    return written / elapsed, written, lost
 
 
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_capture: needs root")
+    if shutil.which("gcc") is None:
+        sys.exit("bench_capture: needs gcc (apt-get install gcc)")
     tmp = Path(tempfile.mkdtemp(prefix="netprof-bench-"))
-    workload = tmp / "workload"
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def interleaved(tools: list[str], measure) -> dict[str, list]:
+    """RUNS results of ``measure(tool)`` per tool, the tools taking turns: a machine that gets
+    busier during the benchmark weighs on every tool alike."""
+    results: dict[str, list] = {tool: [] for tool in tools}
+    for _ in range(RUNS):
+        for tool in tools:
+            results[tool].append(measure(tool))
+    return results
+
+
+def run(tmp: Path) -> None:
     (tmp / "workload.c").write_text(WORKLOAD_C)
-    subprocess.run(["gcc", "-O1", "-o", str(workload), str(tmp / "workload.c")], check=True)
+    workloads = {}
+    for build, flag in BUILDS.items():
+        workloads[build] = tmp / f"workload-{build}"
+        subprocess.run(["gcc", "-O2", flag, "-o", str(workloads[build]), str(tmp / "workload.c")], check=True)
+    if not starts_with_endbr64(workloads["endbr64"]) or starts_with_endbr64(workloads["plain"]):
+        sys.exit("bench_capture: this gcc does not put endbr64 where -fcf-protection asks (or puts it everywhere)")
     problems = {"bpftrace": bpftrace_problem(), "bcc": bcc_problem()}
     tools = ["netprof"] + [tool for tool, problem in problems.items() if problem is None]
     print(f"workload: {CALLS:,} calls of work() (uprobe + uretprobe); medians of {RUNS} runs")
     for tool, problem in problems.items():
         if problem:
             print(f"  {tool} skipped: {problem}")
-    print("(a) extra cost per probed call:")
-    for tool in tools:
-        costs = [per_call_cost(workload, tool, tmp) for _ in range(RUNS)]
-        print(f"  {tool:9s} {statistics.median(costs):7.2f} µs per call", flush=True)
-    print("(c) launch to first event delivered:")
-    for tool in tools:
-        results = [first_event(workload, tool, tmp) for _ in range(RUNS)]
-        print(f"  {tool:9s} {statistics.median(r[0] for r in results) * 1000:7.0f} ms   "
-              f"peak RSS {statistics.median(r[1] for r in results):6.0f} MiB", flush=True)
+    print("(a) extra cost per probed call (the tools take turns, run by run):")
+    for build, flag in BUILDS.items():
+        print(f"  gcc -O2 {flag} ({build}):")
+        by_tool = interleaved(tools, lambda tool: per_call_cost(workloads[build], tool, tmp))
+        for tool, results in by_tool.items():
+            line = f"    {tool:9s} {statistics.median(r[0] for r in results):7.2f} µs per call"
+            if tool == "netprof":
+                spans, lost = min(r[1] or 0 for r in results), max(r[2] or 0 for r in results)
+                every = "every call captured" if spans == CALLS else f"CALLS MISSED: {CALLS - spans:,}"
+                line += f"   {every} (fewest spans in a run {spans:,} of {CALLS:,}, most lost {lost:,})"
+            print(line, flush=True)
+    print("(c) launch to first event delivered (plain build):")
+    for tool, times in interleaved(tools, lambda tool: first_event(workloads["plain"], tool, tmp)).items():
+        print(f"  {tool:9s} {statistics.median(r[0] for r in times) * 1000:7.0f} ms   "
+              f"peak RSS {statistics.median(r[1] for r in times):6.0f} MiB", flush=True)
     print("(b) events written to disk (tracepoint sys_enter_getpid, one event per call):")
-    rates = [events_to_disk(workload, tmp) for _ in range(RUNS)]
+    rates = [events_to_disk(workloads["plain"], tmp) for _ in range(RUNS)]
     rate, written, lost = sorted(rates)[len(rates) // 2]
     print(f"  netprof   {rate / 1e6:7.2f} M events/s  ({written:,} written, {lost:,} lost)")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

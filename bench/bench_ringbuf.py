@@ -34,12 +34,14 @@ from netprof.loader.maps import Map  # noqa: E402
 from netprof.loader.program import load  # noqa: E402
 from netprof.loader.ringbuf import RingBuffer  # noqa: E402
 from netprof.loader.syscall import MapType, ProgType, prog_test_run  # noqa: E402
+from peers import DEBIAN_DIST_PACKAGES, bcc_problem  # noqa: E402
 
 RING = 1 << 22          # 4 MiB for both readers
 SECONDS = 3.0
 PACED_RATE = 1_000_000  # records/s
 RECORD = np.dtype([("ts", "<u8"), ("cpu", "<u4"), ("pad", "<u4"), ("a", "<u8"), ("b", "<u8")])
 PACKET = bytes(64)
+BCC_PROBLEM: str | None = "not checked"  # why bcc cannot run here (peers.bcc_problem), None when it can
 
 BCC_PROGRAM = r"""
 struct rec { u64 ts; u32 cpu; u32 pad; u64 a; u64 b; };
@@ -126,20 +128,13 @@ def bench_netprof(rate: int | None) -> dict:
     return result
 
 
-def bench_bcc(rate: int | None) -> dict | str | None:
-    """The figures; None when bcc is not installed; the reason when it is but cannot run here."""
-    try:
-        from bcc import BPF
-    except ImportError:
-        sys.path.append("/usr/lib/python3/dist-packages")  # Debian's python3-bpfcc, for any CPython 3
-        try:
-            from bcc import BPF
-        except ImportError:
-            return None
-    try:
-        b = BPF(text=BCC_PROGRAM)
-    except Exception as err:  # noqa: BLE001 - bcc raises bare Exceptions (no kernel headers for this kernel)
-        return f"installed, but cannot run here: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
+def bench_bcc(rate: int | None) -> dict | None:
+    if BCC_PROBLEM is not None:
+        return None
+    sys.path.append(DEBIAN_DIST_PACKAGES)
+    from bcc import BPF
+
+    b = BPF(text=BCC_PROGRAM)
     fn = b.load_func("produce", BPF.SOCKET_FILTER)
     count = [0]
 
@@ -159,12 +154,9 @@ def bench_bcc(rate: int | None) -> dict | str | None:
         b.cleanup()
 
 
-def show(name: str, result: dict | str | None) -> None:
+def show(name: str, result: dict | None, problem: str | None = None) -> None:
     if result is None:
-        print(f"  {name:34s} (not installed: apt-get install python3-bpfcc)")
-        return
-    if isinstance(result, str):
-        print(f"  {name:34s} skipped: {result}")
+        print(f"  {name:34s} skipped: {problem}")
         return
     loss = result["lost"] / max(result["runs"], 1)
     print(f"  {name:34s} {result['rate'] / 1e6:6.2f} M records/s  {result['rate'] * 32 / 1e6:7.1f} MB/s  "
@@ -172,8 +164,10 @@ def show(name: str, result: dict | str | None) -> None:
 
 
 def main() -> None:
+    global BCC_PROBLEM
     if os.geteuid() != 0:
         sys.exit("bench_ringbuf: needs root (it loads BPF programs)")
+    BCC_PROBLEM = bcc_problem()
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     print(f"ring buffer of {RING >> 20} MiB, 32-byte records, {SECONDS:.0f} s a run, median of {runs} runs")
     for label, rate in (("flat out", None), (f"paced at {PACED_RATE / 1e6:.0f} M/s", PACED_RATE)):
@@ -181,8 +175,8 @@ def main() -> None:
         for name, bench in (("netprof RingBuffer.read (numpy)", bench_netprof),
                             ("bcc ring_buffer_consume (callback)", bench_bcc)):
             results = [bench(rate) for _ in range(runs)]
-            if not isinstance(results[0], dict):
-                show(name, results[0])
+            if results[0] is None:
+                show(name, None, BCC_PROBLEM)
                 continue
             middle = sorted(results, key=lambda r: r["rate"])[len(results) // 2]
             middle = dict(middle, lost=statistics.median(r["lost"] for r in results))

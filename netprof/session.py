@@ -32,8 +32,7 @@ from .loader.privileges import Cap, Need
 from .loader.ringbuf import RingBuffer
 from .loader.syscall import MapType
 from .loader.xdp import attach_needs as xdp_attach_needs
-from .probes import packets
-from .probes import span_probe
+from .probes import interface
 from .format.tracefile import TraceWriter, new_header
 
 __all__ = ["CaptureOptions", "Probe", "Session", "SessionError", "Summary"]
@@ -130,7 +129,7 @@ class Session:
         o, enter = self.options, self._stack.enter_context
         events = enter(RingBuffer.create(o.buffer << 20, "netprof_events"))
         lost = enter(Map.create(MapType.PERCPU_ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
-                                max_entries=span_probe.MAX_PROBES, name="netprof_lost"))
+                                max_entries=interface.MAX_PROBES, name="netprof_lost"))
         sources = Sources(events, lost)
         self.control = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint32, max_entries=1,
                                         name="netprof_ctl"))
@@ -148,8 +147,8 @@ class Session:
         for plan in plans:
             attacher.attach(plan)
         if o.throughput:
-            sources.counts = enter(Map.create(MapType.PERCPU_HASH, key_size=packets.THROUGHPUT_KEY,
-                                              value_size=packets.THROUGHPUT_VALUE, max_entries=THROUGHPUT_ENTRIES,
+            sources.counts = enter(Map.create(MapType.PERCPU_HASH, key_size=interface.THROUGHPUT_KEY,
+                                              value_size=interface.THROUGHPUT_VALUE, max_entries=THROUGHPUT_ENTRIES,
                                               name="netprof_counts"))
             sources.overflow = enter(Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
                                                 max_entries=1, name="netprof_tover"))

@@ -14,8 +14,7 @@ from ..loader import attach
 from ..loader.maps import Map
 from ..loader.program import BpfProgram, load
 from ..loader.syscall import AttachType, BpfError, ProgType
-from ..probes import packets
-from ..probes import span_probe
+from ..probes import cache, interface
 from ..format.layout import ENTRY, EXIT, RX, TX
 from .options import CaptureOptions
 from .runner import THROUGHPUT_LOSS
@@ -75,19 +74,20 @@ class Attacher:
 
     def _fentry(self, plan: FentryPlan) -> None:
         nargs = plan.function.nargs
-        ends = [(AttachType.TRACE_FENTRY, ENTRY, span_probe.Arg(0) if nargs else None),
-                (AttachType.TRACE_FEXIT, EXIT, span_probe.Arg(8 * nargs))]
+        ends = [(AttachType.TRACE_FENTRY, ENTRY, interface.Arg(0) if nargs else None),
+                (AttachType.TRACE_FEXIT, EXIT, interface.Arg(8 * nargs))]
         for attach_type, kind, arg in ends:
-            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, self.follow), ProgType.TRACING,
-                              f"np_{plan.probe.name}", self.maps, plan.probe, expected_attach_type=attach_type,
+            prog = self._prog(cache.program("span_probe.span_program", plan.probe.id, kind, arg, self.follow),
+                              ProgType.TRACING, f"np_{plan.probe.name}", self.maps, plan.probe,
+                              expected_attach_type=attach_type,
                               attach_btf_id=plan.function.id)
             self._link(attach.attach_tracing(prog))
 
     @attach.register
     def _(self, plan: KprobePlan) -> None:
-        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
-            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, self.follow), ProgType.KPROBE,
-                              f"np_{plan.probe.name}", self.maps, plan.probe)
+        for kind, arg, ret in ((ENTRY, interface.pt_regs("arg0"), False), (EXIT, interface.pt_regs("ret"), True)):
+            prog = self._prog(cache.program("span_probe.span_program", plan.probe.id, kind, arg, self.follow),
+                              ProgType.KPROBE, f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_kprobe(prog, plan.function, ret=ret))
 
     @attach.register
@@ -96,9 +96,9 @@ class Attacher:
         # kernel's own per-process filter knows no children); -p --no-inherit: the kernel's filter.
         follow = self.follow and not self.options.no_inherit
         pid = self.options.pid if self.options.pid is not None and not follow else -1
-        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
-            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, follow), ProgType.KPROBE,
-                              f"np_{plan.probe.name}", self.maps, plan.probe)
+        for kind, arg, ret in ((ENTRY, interface.pt_regs("arg0"), False), (EXIT, interface.pt_regs("ret"), True)):
+            prog = self._prog(cache.program("span_probe.span_program", plan.probe.id, kind, arg, follow),
+                              ProgType.KPROBE, f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_uprobe(prog, plan.target.path, plan.target.offset, ret=ret, pid=pid,
                                             description=f"{'uretprobe' if ret else 'uprobe'}:{plan.target}"))
 
@@ -106,9 +106,10 @@ class Attacher:
     def _(self, plan: KprobeMultiPlan) -> None:
         loss_key = self._shared_loss_key("kernel functions (kprobe_multi: another BPF program ran on the CPU)")
         cookies = [p.id for p in plan.probes]
-        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
-            prog = self._prog(span_probe.span_program(None, kind, arg, self.follow), ProgType.KPROBE, "np_kmulti",
-                              self.maps, loss_key=loss_key, expected_attach_type=AttachType.TRACE_KPROBE_MULTI)
+        for kind, arg, ret in ((ENTRY, interface.pt_regs("arg0"), False), (EXIT, interface.pt_regs("ret"), True)):
+            prog = self._prog(cache.program("span_probe.span_program", None, kind, arg, self.follow), ProgType.KPROBE,
+                              "np_kmulti", self.maps, loss_key=loss_key,
+                              expected_attach_type=AttachType.TRACE_KPROBE_MULTI)
             self._link(attach.attach_kprobe_multi(prog, plan.functions, cookies, ret=ret))
 
     def _shared_loss_key(self, name: str) -> int:
@@ -125,9 +126,10 @@ class Attacher:
         offsets, cookies = [t.offset for t in plan.targets], [p.id for p in plan.probes]
         name = os.path.basename(plan.path)
         loss_key = self._shared_loss_key(f"{name} (uprobe_multi: another BPF program ran on the CPU)")
-        for kind, arg, ret in ((ENTRY, span_probe.pt_regs("arg0"), False), (EXIT, span_probe.pt_regs("ret"), True)):
-            prog = self._prog(span_probe.span_program(None, kind, arg, follow), ProgType.KPROBE, f"np_{name}",
-                              self.maps, loss_key=loss_key, expected_attach_type=AttachType.TRACE_UPROBE_MULTI)
+        for kind, arg, ret in ((ENTRY, interface.pt_regs("arg0"), False), (EXIT, interface.pt_regs("ret"), True)):
+            prog = self._prog(cache.program("span_probe.span_program", None, kind, arg, follow), ProgType.KPROBE,
+                              f"np_{name}", self.maps, loss_key=loss_key,
+                              expected_attach_type=AttachType.TRACE_UPROBE_MULTI)
             self._link(attach.attach_uprobe_multi(prog, plan.path, offsets, cookies, ret=ret, pid=pid))
 
     @attach.register
@@ -135,14 +137,15 @@ class Attacher:
         entry_fmt, exit_fmt = plan.formats
         for kind, tracepoint, fmt, field_names in ((ENTRY, plan.entry, entry_fmt, ("len",)),
                                                    (EXIT, plan.exit, exit_fmt, ("ret", "rc", "len"))):
-            arg = span_probe.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
-            prog = self._prog(span_probe.span_program(plan.probe.id, kind, arg, self.follow), ProgType.TRACEPOINT,
-                              f"np_{plan.probe.name}", self.maps, plan.probe)
+            arg = interface.Arg.of_field(next((fmt[n] for n in field_names if n in fmt), None))
+            prog = self._prog(cache.program("span_probe.span_program", plan.probe.id, kind, arg, self.follow),
+                              ProgType.TRACEPOINT, f"np_{plan.probe.name}", self.maps, plan.probe)
             self._link(attach.attach_tracepoint(prog, tracepoint))
 
     @attach.register
     def _(self, plan: EventPlan) -> None:
-        program = span_probe.span_program(plan.probe.id, ENTRY, span_probe.Arg.of_field(plan.field), self.follow)
+        program = cache.program("span_probe.span_program", plan.probe.id, ENTRY, interface.Arg.of_field(plan.field),
+                                self.follow)
         prog = self._prog(program, ProgType.TRACEPOINT, f"np_{plan.probe.name}", self.maps, plan.probe)
         self._link(attach.attach_tracepoint(prog, plan.tracepoint))
 
@@ -150,8 +153,8 @@ class Attacher:
     def _(self, plan: XdpPlan) -> None:
         from ..loader.xdp import attach_xdp
 
-        prog = self._prog(packets.xdp_program(plan.probe.id, self.options.snaplen), ProgType.XDP, "np_xdp",
-                          {"packets": self.maps["packets"], "lost": self.maps["lost"]}, plan.probe)
+        prog = self._prog(cache.program("packets.xdp_program", plan.probe.id, self.options.snaplen), ProgType.XDP,
+                          "np_xdp", {"packets": self.maps["packets"], "lost": self.maps["lost"]}, plan.probe)
         try:
             self._link(attach_xdp(prog, plan.ifname, mode=self.options.xdp_mode, method=self.options.xdp_attach))
         except BpfError as err:
@@ -162,7 +165,7 @@ class Attacher:
         tracker is attached before any probe, so no child is forked unseen)."""
         from ..loader.btf import vmlinux
 
-        program = span_probe.fork_program(vmlinux().member_offset("struct task_struct", "tgid"))
+        program = cache.program("span_probe.fork_program", vmlinux().member_offset("struct task_struct", "tgid"))
         prog = self._prog(program, ProgType.RAW_TRACEPOINT, "np_fork", {"follow": follow})
         self._link(attach.attach_raw_tracepoint(prog, "sched_process_fork"))
 
@@ -171,13 +174,13 @@ class Attacher:
         interface's own counters count them (see packets.throughput_program)."""
         from ..loader.btf import vmlinux
 
-        offsets = packets.Offsets.from_btf(vmlinux())
+        offsets = interface.Offsets.from_btf(vmlinux())
         netns = 0 if self.options.all_netns else os.stat("/proc/self/ns/net").st_ino
         maps = {"counts": counts, "overflow": overflow}
-        for direction, names in ((RX, packets.RX_TRACEPOINTS), (TX, (packets.TX_TRACEPOINT,))):
-            prog = self._prog(packets.throughput_program(direction, offsets, netns, bin_ns),
+        for direction, names in ((RX, interface.RX_TRACEPOINTS), (TX, (interface.TX_TRACEPOINT,))):
+            prog = self._prog(cache.program("packets.throughput_program", direction, offsets, netns, bin_ns),
                               ProgType.RAW_TRACEPOINT, "np_throughput", maps, loss_key=THROUGHPUT_LOSS)
             for name in names:
-                if name in packets.RX_TRACEPOINTS and not (attach.tracefs() / "events/net" / name).is_dir():
+                if name in interface.RX_TRACEPOINTS and not (attach.tracefs() / "events/net" / name).is_dir():
                     continue  # not in this kernel (netif_rx_ni_entry went in 5.18)
                 self._link(attach.attach_raw_tracepoint(prog, name))

@@ -308,6 +308,8 @@ class Planner:
                                         fmt.get(arg) if arg else None))
 
     def _xdp(self) -> None:
+        if not self.options.xdp:
+            return
         import socket  # slow to import: only when XDP is asked for
 
         for ifname in dict.fromkeys(self.options.xdp):

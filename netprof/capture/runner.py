@@ -16,7 +16,7 @@ from ..loader.maps import Map
 from ..loader.program import BpfProgram
 from ..loader.ringbuf import RingBuffer
 from ..format import layout
-from ..probes import packets
+from ..probes import interface
 from ..format.tracefile import Kind, TraceWriter
 from .options import CaptureOptions
 from .plan import Probe
@@ -186,8 +186,8 @@ class Runner:
             counters = memoryview(values).cast("Q")  # per entry, per CPU: packets, bytes
             per_entry = len(counters) // n
             for i in range(n):
-                raw_key = key[i * packets.THROUGHPUT_KEY:(i + 1) * packets.THROUGHPUT_KEY]
-                bin_, ifindex, netns, direction, _ = packets.THROUGHPUT_KEY_STRUCT.unpack(raw_key)
+                raw_key = key[i * interface.THROUGHPUT_KEY:(i + 1) * interface.THROUGHPUT_KEY]
+                bin_, ifindex, netns, direction, _ = interface.THROUGHPUT_KEY_STRUCT.unpack(raw_key)
                 if not final and bin_ >= current - 1:
                     continue  # still filling
                 mine = counters[i * per_entry:(i + 1) * per_entry]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import linecache
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from ..asm import LinkedProgram, Location
-from .btf import BTF_MAGIC, BTF_VERSION, Kind
+if TYPE_CHECKING:  # building debug info needs a linked program; carrying it (a Prebuilt's) needs neither
+    from ..asm import LinkedProgram, Location
 
 # include/uapi/linux/btf.h
 _HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
@@ -106,6 +107,8 @@ def _source_line(location: Location) -> str:
 def build(linked: LinkedProgram, name: str) -> DebugInfo | None:
     """The debug info of ``linked`` (the program called ``name``): None when no instruction
     knows where it came from, or when the program's references do not hold together."""
+    from .btf import BTF_MAGIC, BTF_VERSION, Kind  # here: btf.py takes ~10 ms to import
+
     if all(insn.location is None for insn in linked.instructions):
         return None
     starts = subprogram_starts(linked)
@@ -138,6 +141,24 @@ def build(linked: LinkedProgram, name: str) -> DebugInfo | None:
     string_bytes = bytes(strings)
     header = _HEADER.pack(BTF_MAGIC, BTF_VERSION, 0, _HEADER.size, 0, len(types), len(types), len(string_bytes))
     return DebugInfo(header + bytes(types) + string_bytes, bytes(func_info), bytes(line_info))
+
+
+def renamed(info: DebugInfo, name: str) -> DebugInfo:
+    """``info`` with its first function (the program's own, type id 4) called ``name``, as
+    build(linked, name) would call it: the name is added to the end of the strings."""
+    header = list(_HEADER.unpack_from(info.btf))
+    hdr_len, type_off, type_len, str_off, str_len = header[3:]
+    first_func = hdr_len + type_off + 2 * _TYPE.size + _INT_DATA.size + _TYPE.size + _PARAM.size
+    if not name or first_func + _TYPE.size > hdr_len + type_off + type_len:
+        return info
+    strings_end = hdr_len + str_off + str_len
+    btf = bytearray(info.btf[:strings_end])
+    _, type_info, proto = _TYPE.unpack_from(btf, first_func)
+    _TYPE.pack_into(btf, first_func, str_len, type_info, proto)
+    btf += identifier(name, "prog").encode() + b"\0"
+    header[7] = len(btf) - hdr_len - str_off
+    _HEADER.pack_into(btf, 0, *header)
+    return replace(info, btf=bytes(btf))
 
 
 def _line_record(slot: int, location: Location | None, strings: _Strings) -> bytes:

@@ -13,18 +13,16 @@ instructions (~1 µs a hit) and single-steps every other one out of line (~13 µ
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import logging
 import mmap
 import os
 import re
-import shutil
 import struct
 from dataclasses import dataclass, replace
-from typing import Any
+
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 from .. import infile
 from . import sys, x86
@@ -186,6 +184,8 @@ def find_short_library(name: str) -> str | None:
 
 
 def _which(name: str) -> str | None:
+    import shutil  # with bz2 and lzma: ~3 ms, off the start-up path
+
     return shutil.which(name)
 
 
@@ -206,7 +206,7 @@ def _find_library(name: str, machine: str | None = None, first_dirs: tuple[str, 
 @functools.lru_cache(maxsize=1)
 def _ldconfig_cache() -> dict[str, list[str]]:
     """``ldconfig -p`` as {file name: [paths]}; empty when ldconfig is missing or fails."""
-    exe = shutil.which("ldconfig") or next(
+    exe = _which("ldconfig") or next(
         (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)), None
     )
     if exe is None:
@@ -682,6 +682,8 @@ def _find_function(elf: _Elf, name: str) -> _Symbol:
     if not known:
         raise ElfError(f"{elf.path} is stripped: it has no symbol table that defines functions; probe "
                        f"PATH:0xOFFSET or rebuild it with symbols")
+    import difflib  # only to name a missing symbol's neighbours
+
     close = [repr(c) for c in difflib.get_close_matches(name.partition("@")[0], known, n=3)]
     if close:
         hint = f"did you mean {' or '.join(close) if len(close) < 3 else ', '.join(close[:-1]) + ' or ' + close[-1]}?"

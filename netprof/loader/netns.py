@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -81,6 +80,8 @@ def describe(inodes: Iterable[int]) -> dict[str, dict]:
         if fd is None:
             continue
         try:
+            import socket  # slow to import: only here
+
             interfaces = run_in(fd, socket.if_nameindex)
         except OSError:
             interfaces = []

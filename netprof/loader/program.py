@@ -8,11 +8,11 @@ import errno
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..asm import LinkedProgram, Program
-from ..asm.isa import CALL, PseudoCall
 from . import debug_info, kernel_btf, privileges
 from .sys import errno_of
 from .debug_info import FUNC_INFO, LINE_INFO, DebugInfo
@@ -31,6 +31,9 @@ from .syscall import (
     obj_info,
 )
 
+if TYPE_CHECKING:  # the assembler is imported only to build a program: a Prebuilt one loads without it
+    from ..asm import LinkedProgram, Program
+
 log = logging.getLogger(__name__)
 
 _LOG_START = 1 << 16
@@ -42,7 +45,7 @@ class VerifierError(BpfError):
     """The verifier refused a program. ``log`` is its whole explanation; ``slot`` the instruction it
     stopped at; ``source`` the assembler line or label that instruction came from."""
 
-    def __init__(self, err: int, name: str, log: str, linked: LinkedProgram | None):
+    def __init__(self, err: int, name: str, log: str, linked: LinkedProgram | Prebuilt | None):
         self.log = log
         self.slot = _failing_slot(log)
         self.source = linked.describe_slot(self.slot) if linked is not None and self.slot is not None else None
@@ -78,6 +81,44 @@ def _complaint(log: str) -> str | None:
     return None
 
 
+_FD = struct.Struct("<I")  # the low half of an ld_imm64's immediate, where a map's fd goes
+
+
+@dataclass(frozen=True)
+class Prebuilt:
+    """A program assembled before (netprof.probes.cache keeps them on disk), loaded without the
+    assembler: ``code`` with 0 for every map's fd, ``map_slots`` (slot, map name) of each map
+    reference, its ``debug`` info (made for a program called ``debug_name``) and ``rebuild``,
+    which makes the same program again with the assembler, only for a verifier error to name
+    its source line."""
+
+    code: bytes
+    map_slots: tuple[tuple[int, str], ...] = ()
+    debug: DebugInfo | None = None
+    debug_name: str = ""
+    rebuild: Callable[[], LinkedProgram] | None = field(default=None, compare=False, repr=False)
+
+    def encode(self, maps: Mapping[str, int]) -> bytes:
+        """The bytecode with each map's fd in place, as LinkedProgram.encode writes it."""
+        code = bytearray(self.code)
+        for slot, name in self.map_slots:
+            fd = maps.get(name)
+            if isinstance(fd, bool) or not isinstance(fd, int):
+                raise ValueError(f"map {name!r} is not resolved: no file descriptor was given for it")
+            _FD.pack_into(code, slot * 8 + 4, fd & 0xFFFF_FFFF)
+        return bytes(code)
+
+    def describe_slot(self, slot: int) -> str | None:
+        """Where slot ``slot`` came from (see LinkedProgram.describe_slot), from the program built again."""
+        if self.rebuild is None:
+            return None
+        try:
+            return self.rebuild().describe_slot(slot)
+        except Exception as err:  # noqa: BLE001 - explaining a refusal must not hide it
+            log.debug("could not build the program again to name its source line: %s", err)
+            return None
+
+
 @dataclass(eq=False)
 class BpfProgram(FdOwner):
     """A loaded program; owns its fd (a context manager, closed on exit)."""
@@ -101,7 +142,7 @@ class BpfProgram(FdOwner):
         return bytes(self.info().tag).hex()
 
 
-def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name: str = "",
+def load(program: Program | LinkedProgram | Prebuilt | bytes, prog_type: ProgType, *, name: str = "",
          maps: Mapping[str, object] | None = None, license: str = "GPL",
          expected_attach_type: AttachType = AttachType.NONE, attach_btf_id: int = 0,
          attach_btf_obj_fd: int = 0, flags: int = 0, fd_array: Sequence[object] = ()) -> BpfProgram:
@@ -121,15 +162,24 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
     The verifier log is only requested when the load fails (loading twice is cheaper than always
     logging), and grown until the kernel's whole explanation fits.
     """
-    linked = None
-    if isinstance(program, Program):
-        program = program.link()
-    if isinstance(program, LinkedProgram):
-        linked = program
-        map_fds = {name_: m if isinstance(m, int) else getattr(m, "fd") for name_, m in (maps or {}).items()}
+    linked: LinkedProgram | None = None
+    prebuilt: Prebuilt | None = None
+    map_fds = {name_: m if isinstance(m, int) else getattr(m, "fd") for name_, m in (maps or {}).items()}
+    if isinstance(program, Prebuilt):
+        prebuilt = program
         code = program.encode(map_fds)
-    else:
+    elif isinstance(program, (bytes, bytearray, memoryview)):
         code = bytes(program)
+    else:
+        from ..asm import LinkedProgram, Program  # here only: bytes and Prebuilt load without the assembler
+
+        if isinstance(program, Program):
+            program = program.link()
+        if isinstance(program, LinkedProgram):
+            linked = program
+            code = program.encode(map_fds)
+        else:
+            code = bytes(program)
     if not code or len(code) % 8:
         raise ValueError(f"program {name!r} is {len(code)} bytes: not a whole number of instructions")
     fds = _fd_array(fd_array, name)
@@ -143,10 +193,10 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
                         attach_btf_id=attach_btf_id, attach_prog_fd=attach_btf_obj_fd, prog_flags=flags,
                         fd_array=_addr(fd_buffer))
     what = f"load {prog_type.name.lower()} program {name!r}"
-    debug = _debug_info(linked, name)
+    debug = _prebuilt_debug_info(prebuilt, name) if prebuilt is not None else _debug_info(linked, name)
     try:
         buffers = _add_debug_info(attr, *debug) if debug is not None else ()
-        fd = _load(attr, what, name, linked)
+        fd = _load(attr, what, name, linked or prebuilt)
         del buffers  # alive until here: the kernel has read them
     finally:
         if debug is not None:
@@ -154,7 +204,7 @@ def load(program: Program | LinkedProgram | bytes, prog_type: ProgType, *, name:
     return BpfProgram(fd, name, prog_type, linked)
 
 
-def _load(attr: ProgLoadAttr, what: str, name: str, linked: LinkedProgram | None) -> int:
+def _load(attr: ProgLoadAttr, what: str, name: str, linked: LinkedProgram | Prebuilt | None) -> int:
     """BPF_PROG_LOAD. Refused with debug info, the program loads again without it: debug info
     never costs a load. Refused either way, the error explains the program's fault, with the
     source lines in the verifier log where the kernel took them."""
@@ -195,6 +245,18 @@ def _debug_info(linked: LinkedProgram | None, name: str) -> tuple[BtfHandle, Deb
         return None
     if info is None:
         return None
+    try:
+        return kernel_btf.load(info.btf, f"load the BTF of program {name!r}"), info
+    except OSError as err:
+        log.debug("program %r loads without its debug info: %s", name, err.strerror or err)
+        return None
+
+
+def _prebuilt_debug_info(prebuilt: Prebuilt, name: str) -> tuple[BtfHandle, DebugInfo] | None:
+    """A Prebuilt program's debug info, its function named ``name``, with its BTF in the kernel."""
+    if prebuilt.debug is None:
+        return None
+    info = prebuilt.debug if name == prebuilt.debug_name else debug_info.renamed(prebuilt.debug, name)
     try:
         return kernel_btf.load(info.btf, f"load the BTF of program {name!r}"), info
     except OSError as err:
@@ -245,6 +307,8 @@ def _fd_array(entries: Sequence[object], name: str) -> list[int]:
 
 def _check_kfunc_modules(linked: LinkedProgram, count: int, name: str) -> None:
     """Every kfunc call's module index names an entry of fd_array (the kernel would read past it)."""
+    from ..asm.isa import CALL, PseudoCall
+
     for insn in linked.instructions:
         if insn.opcode != CALL or insn.src != PseudoCall.KFUNC_CALL or insn.off == 0:
             continue
@@ -261,7 +325,7 @@ def _lacks_tracing_privileges() -> bool:
     return bool(privileges.missing([Need(Cap.BPF, "tracing"), Need(Cap.PERFMON, "tracing")]))
 
 
-def _explain(attr: ProgLoadAttr, err: BpfError, name: str, linked: LinkedProgram | None) -> BpfError:
+def _explain(attr: ProgLoadAttr, err: BpfError, name: str, linked: LinkedProgram | Prebuilt | None) -> BpfError:
     """Load again with the verifier log on, growing the buffer until the log fits."""
     size = _LOG_START
     while True:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def read(folder_fd: int, name: str) -> bytes | None:
 def write(folder_fd: int, name: str, data: bytes) -> None:
     """Replace ``name`` with ``data``: a new file under a random name, renamed over it."""
     for _ in range(100):
-        temp = f".{name}.{secrets.token_hex(8)}.tmp"
+        temp = f".{name}.{os.urandom(8).hex()}.tmp"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE,
                          dir_fd=folder_fd)

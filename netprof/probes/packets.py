@@ -6,9 +6,6 @@ The XDP program always returns XDP_PASS: profiling never changes traffic.
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
-
 from ..asm import (
     FP,
     W2,
@@ -49,7 +46,10 @@ from ..asm import (
     Sub,
 )
 from ..format.layout import RX, xdp_packet
-from .span_probe import BPF_RB_NO_WAKEUP, count_lost
+from .interface import (  # noqa: F401 (where they were)
+    BPF_RB_NO_WAKEUP, RX_TRACEPOINTS, THROUGHPUT_KEY, THROUGHPUT_KEY_STRUCT, THROUGHPUT_VALUE, TX_TRACEPOINT, Offsets,
+)
+from .span_probe import count_lost
 
 XDP_PASS = 2
 BPF_NOEXIST = 1
@@ -92,46 +92,9 @@ def xdp_program(probe: int, snaplen: int) -> Program:
     )
 
 
-THROUGHPUT_KEY_STRUCT = struct.Struct("<QIIII")  # {u64 bin; u32 ifindex; u32 netns; u32 direction; u32 pad}
-THROUGHPUT_KEY = THROUGHPUT_KEY_STRUCT.size
-THROUGHPUT_VALUE = 16  # {u64 packets; u64 bytes}
 NETDEV_TX_OK = 0
 MAC_HEADER_UNSET = 0xFFFF  # skb->mac_header when no MAC header was set (include/linux/skbuff.h)
 IFF_LOOPBACK = 0x8  # include/uapi/linux/if.h
-
-# Where packets enter the stack from a driver, one hit per packet the device received, before GRO
-# merges them (net/core/dev.c and gro.c): a bridge, a tunnel or a veth peer passes its packets
-# through one of these again, for its own device, as its own counters count them.
-RX_TRACEPOINTS = ("netif_receive_skb_entry", "netif_receive_skb_list_entry", "napi_gro_receive_entry",
-                  "napi_gro_frags_entry", "netif_rx_entry", "netif_rx_ni_entry")
-# Where a device has taken a packet (net_dev_xmit: the device's own xmit returned): raw, so that
-# the program gets the device itself (a veth has already handed the skb to its peer by then).
-TX_TRACEPOINT = "net_dev_xmit"
-
-
-@dataclass(frozen=True)
-class Offsets:
-    """What the throughput programs read, from the running kernel's BTF."""
-
-    skb_dev: int
-    skb_len: int
-    skb_head: int
-    skb_data: int
-    skb_mac_header: int
-    dev_ifindex: int
-    dev_flags: int
-    dev_hard_header_len: int
-    dev_net: int       # net_device.nd_net.net: the namespace the device is in
-    net_inum: int      # net.ns.inum: its inode, as /proc/PID/ns/net shows it
-
-    @classmethod
-    def from_btf(cls, btf) -> Offsets:
-        skb, dev = "struct sk_buff", "struct net_device"
-        return cls(btf.member_offset(skb, "dev"), btf.member_offset(skb, "len"), btf.member_offset(skb, "head"),
-                   btf.member_offset(skb, "data"), btf.member_offset(skb, "mac_header"),
-                   btf.member_offset(dev, "ifindex"), btf.member_offset(dev, "flags"),
-                   btf.member_offset(dev, "hard_header_len"), btf.member_offset(dev, "nd_net.net"),
-                   btf.member_offset("struct net", "ns.inum"))
 
 
 def _read(size: int, slot: int, base, offset: int) -> list:

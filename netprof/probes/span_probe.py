@@ -41,48 +41,10 @@ from ..asm import (
     Rsh,
     Store,
 )
-from ..asm.isa import MemType
-from ..loader.sys import MACHINE
 from ..format.layout import SPAN
-
-BPF_RB_NO_WAKEUP = 1
-MAX_PROBES = 4096  # size of the "lost" array: probe ids index it
-
-# struct pt_regs (arch/x86/include/uapi/asm/ptrace.h, arch/arm64/include/uapi/asm/ptrace.h):
-# where the first argument and the return value are, at function entry and return.
-PT_REGS = {"x86_64": {"arg0": 112, "ret": 80}, "aarch64": {"arg0": 0, "ret": 0}}
+from .interface import BPF_RB_NO_WAKEUP, MAX_PROBES, PT_REGS, Arg, pt_regs  # noqa: F401 (where they were)
 
 _RECORD = SPAN.size
-_SIZES = {1: U8, 2: U16, 4: U32, 8: U64}
-
-
-@dataclass(frozen=True)
-class Arg:
-    """Where the probe reads the value it records: ``size`` bytes at ``offset`` in its context."""
-
-    offset: int
-    size: int = 8
-
-    @property
-    def type(self) -> MemType:
-        return _SIZES[self.size]
-
-    @classmethod
-    def of_field(cls, field) -> Arg | None:
-        """A tracepoint record field (netprof.loader.attach.TracepointField) as an Arg, or None when
-        there is none or it is not a plain 1, 2, 4 or 8-byte integer."""
-        return cls(field.offset, field.size) if field is not None and field.size in _SIZES else None
-
-
-def pt_regs(what: str) -> Arg:
-    """The first argument ("arg0") or the return value ("ret") in this machine's pt_regs."""
-    machine = MACHINE
-    if machine not in PT_REGS:
-        from ..loader.btf import vmlinux
-
-        member = {"arg0": "di", "ret": "ax"}[what]
-        return Arg(vmlinux().member_offset("struct pt_regs", member))
-    return Arg(PT_REGS[machine][what])
 
 
 def span_program(probe: int | None, kind: int, arg: Arg | None = None, follow: bool = False) -> Program:

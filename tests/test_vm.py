@@ -1,6 +1,7 @@
 """Kernel-function probes on a kernel that has them: run inside the vm/ guest (make test-vm),
 where Debian's kernel offers kprobes and fentry. Marked ``vm``: the host run leaves them out."""
 
+import re
 import subprocess
 import sys
 import time
@@ -95,3 +96,52 @@ def test_a_kernel_glob_attaches_every_match_through_one_link(tmp_path):
                   for p in trace.probes}
     unbalanced = {k: v for k, v in unbalanced.items() if v[0] != v[1]}
     assert len(spans) == n and set(spans["flags"]) == {0}, unbalanced
+
+
+def test_a_kernel_glob_counts_what_bpftrace_counts(tmp_path):
+    """-k 'tcp_v4_*' next to bpftrace's kprobe:tcp_v4_* on the same loopback connections: every
+    function both probe is counted alike (the guest has no other TCP traffic: both count system-wide)."""
+    import fcntl
+    import socket
+    import struct
+
+    import needs
+
+    bpftrace = needs.tool("bpftrace")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0))[:18])[1]
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))
+    n = 20
+    go = tmp_path / "go"
+    peer = subprocess.Popen([bpftrace, "-e", "kprobe:tcp_v4_* { @[func] = count(); }"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = tmp_path / "glob.trace"
+    capture = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-k", "tcp_v4_*", "-o", str(out)],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        said = ""
+        while not said.startswith("Tracing"):
+            said = capture.stderr.readline()
+            assert said or capture.poll() is None, capture.stderr.read()
+        said = ""
+        while "Attaching" not in said:
+            said = peer.stdout.readline()
+            assert said or peer.poll() is None, peer.stdout.read()
+        time.sleep(1)  # bpftrace says "Attaching" before its probes are all in
+        go.touch()
+        subprocess.run([sys.executable, "-c", CONNECTOR, str(n), str(go)], timeout=300, check=True)
+        time.sleep(0.5)
+    finally:
+        capture.send_signal(2)
+        peer.send_signal(2)
+        _, err = capture.communicate(timeout=300)
+        printed, _ = peer.communicate(timeout=300)
+    assert capture.returncode == 0, err
+    theirs = {name: int(count) for name, count in re.findall(r"@\[(\w+)\]: (\d+)", printed)}
+    trace = load(out)
+    events = trace.events
+    ours = {p["name"]: int(((events["probe"] == p["id"]) & (events["kind"] == 0)).sum()) for p in trace.probes}
+    both = sorted(set(ours) & set(theirs))
+    assert theirs.get("tcp_v4_connect") == n and ours["tcp_v4_connect"] == n, (ours, theirs)
+    assert {name: ours[name] for name in both} == {name: theirs[name] for name in both}
+    assert set(theirs) <= set(ours), set(theirs) - set(ours)  # nothing bpftrace could count left out

@@ -73,3 +73,50 @@ def test_perf_events_and_multi_links_count_alike(many, tmp_path, how):
     _, trace = capture(tmp_path, f"{many}:f1[0-9]", "--uprobe-attach", how, program=many)
     assert {p["mechanism"] for p in trace.probes} == {"uprobe" if how == "perf_event" else "uprobe_multi"}
     assert counts(trace) == {f"f{i}": calls(i) for i in range(10, 20)}
+
+
+def test_a_kernel_glob_plans_one_kprobe_multi_link_where_the_kernel_has_one(monkeypatch, tmp_path):
+    """Planning only (neither this kernel nor the vm/ guest has kprobe_multi: no fprobe): a glob's
+    functions go to one KprobeMultiPlan, each its own probe and cookie; a named function to fentry."""
+    from netprof.capture.options import CaptureOptions
+    from netprof.capture.plan import FentryPlan, KprobeMultiPlan, Planner
+    from netprof.loader import features as features_module
+    from netprof.loader.features import Features, Finding
+
+    pretend = Features(kernel="test", attach={"kprobe_multi": Finding.yes(), "fentry": Finding.yes(),
+                                              "kprobe": Finding.yes()})
+    monkeypatch.setattr(features_module, "features", lambda refresh=False: pretend)
+    planner = Planner(CaptureOptions(kernel=["tcp_v4_*", "ip_rcv"], output=str(tmp_path / "t.trace")))
+    plans = planner.plan()
+    [multi] = [p for p in plans if isinstance(p, KprobeMultiPlan)]
+    assert "tcp_v4_connect" in multi.functions and len(multi.functions) == len(multi.probes) > 10
+    assert all(p.mechanism == "kprobe_multi" and p.pattern == "tcp_v4_*" for p in multi.probes)
+    assert [p.name for p in multi.probes] == multi.functions
+    assert len({p.id for p in multi.probes}) == len(multi.probes)  # a cookie each
+    [named] = [p for p in plans if isinstance(p, FentryPlan)]
+    assert named.probe.name == "ip_rcv" and named.probe.pattern is None
+
+
+@pytest.mark.parametrize("attach_type", ["TRACE_UPROBE_MULTI", "TRACE_KPROBE_MULTI"])
+def test_the_cookie_span_program_loads_for_multi_links(attach_type):
+    """The one-program-for-many span program passes this kernel's verifier as a multi-link program
+    (loading needs no fprobe: only the link does)."""
+    import ctypes
+
+    from netprof.loader.maps import Map
+    from netprof.loader.program import load
+    from netprof.loader.ringbuf import RingBuffer
+    from netprof.loader.syscall import AttachType, MapType, ProgType
+    from netprof.probes import interface, span_probe
+    from netprof.format.layout import ENTRY
+
+    with RingBuffer.create(1 << 16, "np_t_events") as events, \
+            Map.create(MapType.PERCPU_ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint64,
+                       max_entries=span_probe.MAX_PROBES, name="np_t_lost") as lost, \
+            Map.create(MapType.ARRAY, key=ctypes.c_uint32, value=ctypes.c_uint32, max_entries=1,
+                       name="np_t_ctl") as control:
+        program = span_probe.span_program(None, ENTRY, interface.pt_regs("arg0"))
+        with load(program, ProgType.KPROBE, name="np_t_multi", maps={"events": events.map, "lost": lost,
+                                                                      "control": control},
+                  expected_attach_type=getattr(AttachType, attach_type)) as prog:
+            assert prog.fd >= 0

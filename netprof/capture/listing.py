@@ -60,7 +60,7 @@ def kernel(pattern: str = "*", notes: list[str] | None = None) -> Iterator[str]:
 def user(spec: str) -> Iterator[str]:
     path, function = selection.split_spec(spec)
     if path is None:
-        raise ListingError(f"uprobe:{spec}: give the file, as uprobe:PATH or uprobe:PATH:GLOB")
+        raise ListingError(f"uprobe:{spec} names no file: write uprobe:PATH or uprobe:PATH:GLOB")
     try:
         for found in selection.user_functions(f"{path}:{function or '*'}"):
             yield f"uprobe:{found.target.path}:{found.name}"

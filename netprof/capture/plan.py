@@ -214,9 +214,16 @@ class Planner:
     def _user(self) -> None:
         costs = None
         if self.options.user:
+            import time
+
             from ..calibrate import costs as calibration
 
-            costs = calibration.current()
+            fresh = calibration.cached()
+            started = time.monotonic()
+            costs = fresh or calibration.current()
+            if fresh is None and costs is not None:
+                self.notes.append(f"measured what a probe costs on this kernel, once a boot, in "
+                                  f"{time.monotonic() - started:.1f} s (netprof calibrate shows it)")
         chosen = self._user_functions()
         stepped: list[tuple[str, str]] = []
         for function in chosen:

@@ -45,7 +45,8 @@ def view(trace: Trace, args: argparse.Namespace, size: tuple[int, int], start: f
         from .canvas import TimelineCanvas
     except (RuntimeError, ValueError) as err:
         raise ViewError(f"cannot open a window with the {args.backend!r} backend ({err}): use --png FILE") from None
-    TimelineCanvas(scene, size, title=f"netprof: {args.trace}")
+    durations = " (durations without netprof's probe cost; --raw: as recorded)" if trace.corrected else ""
+    TimelineCanvas(scene, size, title=f"netprof: {args.trace}{durations}")
     app.run()
     return 0
 

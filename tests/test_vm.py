@@ -71,15 +71,18 @@ def test_a_kernel_glob_attaches_every_match_through_one_link(tmp_path):
     out = tmp_path / "glob.trace"
     capture = subprocess.Popen([sys.executable, "-m", "netprof", "attach", "-k", "tcp_v4_*", "-p", str(caller.pid),
                                 "-o", str(out)], stderr=subprocess.PIPE, text=True)
-    said = ""
-    while not said.startswith("Tracing"):
-        said = capture.stderr.readline()
-        assert said or capture.poll() is None, capture.stderr.read()
-    go.touch()
-    caller.wait(timeout=300)
-    time.sleep(0.5)
-    capture.send_signal(2)
-    _, err = capture.communicate(timeout=300)
+    try:  # whatever fails, the capture and the caller end: a capture left running keeps the guest up
+        said = ""
+        while not said.startswith("Tracing"):
+            said = capture.stderr.readline()
+            assert said or capture.poll() is None, capture.stderr.read()
+        go.touch()
+        caller.wait(timeout=300)
+        time.sleep(0.5)
+    finally:
+        caller.kill()
+        capture.send_signal(2)
+        _, err = capture.communicate(timeout=300)
     assert capture.returncode == 0, err
     trace = load(out)
     mechanisms = {p["mechanism"] for p in trace.probes}
@@ -135,7 +138,11 @@ def test_a_kernel_glob_counts_what_bpftrace_counts(tmp_path):
         capture.send_signal(2)
         peer.send_signal(2)
         _, err = capture.communicate(timeout=300)
-        printed, _ = peer.communicate(timeout=300)
+        try:
+            printed, _ = peer.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # bpftrace 0.17 now and then sits out a SIGINT
+            peer.kill()
+            printed = peer.communicate()[0] + "\n(bpftrace did not end on SIGINT: killed)"
     assert capture.returncode == 0, err
     theirs = {name: int(count) for name, count in re.findall(r"@\[(\w+)\]: (\d+)", printed)}
     trace = load(out)

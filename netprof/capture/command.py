@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 
+from ..outfile import sudo_caller
+
 # The holder reads the gate: "go" execs the command; anything else (netprof closed the pipe
 # without releasing it: setup failed, or netprof died) exits 126 without running it. Python, not
 # sh: dash reads no file descriptor above 9, and the command must not inherit the pipe.
@@ -32,17 +34,6 @@ _HOLD = ("import os, sys\n"
 
 class CommandError(Exception):
     """The command cannot be run: one line, what and why."""
-
-
-def invoking_user() -> tuple[int, int] | None:
-    """(uid, gid) of the user who ran sudo, when root runs on their behalf; else None."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        uid, gid = int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"])
-    except (KeyError, ValueError):
-        return None
-    return (uid, gid) if uid != 0 else None
 
 
 class Command:
@@ -68,7 +59,7 @@ class Command:
     def start(self) -> int:
         """Start it, held before its exec; its pid (the same after the exec)."""
         gate, self._gate = os.pipe()
-        user = invoking_user()
+        user = sudo_caller()
         uid = gid = None
         groups: list[int] | None = None
         if user is not None:

@@ -117,14 +117,7 @@ def cache_name() -> str:
 
 def cached() -> Calibration | None:
     """This boot's calibration, if root cached it where only root can write."""
-    try:
-        folder = rundir.open_folder()
-    except OSError:
-        return None
-    try:
-        data = rundir.read(folder, cache_name())
-    finally:
-        os.close(folder)
+    data = rundir.read_cached(cache_name())
     if data is None:
         return None
     try:
@@ -136,21 +129,7 @@ def cached() -> Calibration | None:
 
 def save(found: Calibration) -> bool:
     """Cache ``found`` for this boot (root only, in root's own folder); True if written."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        folder = rundir.open_folder(create=True)
-    except OSError as err:
-        log.warning("calibration not cached: %s", err)
-        return False
-    try:
-        rundir.write(folder, cache_name(), json.dumps(found.to_json()).encode())
-    except OSError as err:
-        log.warning("calibration not cached in %s: %s", rundir.path(), err.strerror or err)
-        return False
-    finally:
-        os.close(folder)
-    return True
+    return rundir.write_cached(cache_name(), json.dumps(found.to_json()).encode(), "calibration")
 
 
 def current(refresh: bool = False) -> Calibration | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from .privileges import Cap, Need
 from .program import VerifierError, load
 from .syscall import ENOTSUPP, AttachType, BpfError, MapType, ProgType
 
-log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # 3: uprobe_multi and kprobe_multi; 1: bare booleans and "yes"/"no: why" strings, with no "could not tell"
 
@@ -338,14 +336,7 @@ def _cache_name() -> str:
 
 def cached() -> Features | None:
     """This boot's features as root probed them, if root cached them where only root can write."""
-    try:
-        folder = rundir.open_folder()
-    except OSError:
-        return None
-    try:
-        data = rundir.read(folder, _cache_name())
-    finally:
-        os.close(folder)
+    data = rundir.read_cached(_cache_name())
     if data is None:
         return None
     try:
@@ -358,24 +349,7 @@ def cached() -> Features | None:
 def save(found: Features) -> bool:
     """Cache ``found`` for this boot: only as root, only a settled result, only in a folder that
     is root's alone (else a warning, and nothing written). True if written."""
-    if os.geteuid() != 0 or not found.settled:
-        return False
-    try:
-        folder = rundir.open_folder(create=True)
-    except FileNotFoundError:
-        log.warning("features not cached: a folder above %s is missing", rundir.path())
-        return False
-    except OSError as err:
-        log.warning("features not cached: %s", err)
-        return False
-    try:
-        rundir.write(folder, _cache_name(), json.dumps(found.to_json()).encode())
-    except OSError as err:
-        log.warning("features not cached in %s: %s", rundir.path(), err.strerror or err)
-        return False
-    finally:
-        os.close(folder)
-    return True
+    return found.settled and rundir.write_cached(_cache_name(), json.dumps(found.to_json()).encode(), "features")
 
 
 def features(refresh: bool = False) -> Features:

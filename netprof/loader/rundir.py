@@ -12,9 +12,12 @@ followed or reused. Unlike outfile.py, nothing here is handed to the user who ra
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 FOLDER_MODE = 0o755  # root's; everyone may read the features
 FILE_MODE = 0o644
@@ -105,3 +108,38 @@ def write(folder_fd: int, name: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=folder_fd)
         raise
+
+
+def read_cached(name: str) -> bytes | None:
+    """``name`` in the state folder, if the folder and the file are root's alone (see read)."""
+    try:
+        folder = open_folder()
+    except OSError:
+        return None
+    try:
+        return read(folder, name)
+    finally:
+        os.close(folder)
+
+
+def write_cached(name: str, data: bytes, what: str) -> bool:
+    """Write ``name`` in the state folder (made if missing): root only, and only where the folder
+    is root's alone; else a warning naming ``what`` was not cached. True if written."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        folder = open_folder(create=True)
+    except FileNotFoundError:
+        log.warning("%s not cached: a folder above %s is missing", what, path())
+        return False
+    except OSError as err:
+        log.warning("%s not cached: %s", what, err)
+        return False
+    try:
+        write(folder, name, data)
+    except OSError as err:
+        log.warning("%s not cached in %s: %s", what, path(), err.strerror or err)
+        return False
+    finally:
+        os.close(folder)
+    return True

@@ -218,9 +218,9 @@ class Planner:
 
             from ..calibrate import costs as calibration
 
-            fresh = calibration.cached()
+            fresh = None if calibration.measuring else calibration.cached()
             started = time.monotonic()
-            costs = fresh or calibration.current()
+            costs = fresh if fresh is not None else calibration.current(refresh=True)  # measured, once a boot
             if fresh is None and costs is not None:
                 self.notes.append(f"measured what a probe costs on this kernel, once a boot, in "
                                   f"{time.monotonic() - started:.1f} s (netprof calibrate shows it)")

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from peers import bpftrace_problem
+
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 FUNCTIONS = 1000
 GLOBS = {10: "f[0-9]", 100: "f[0-9][0-9]", 1000: "f[0-9]*"}  # f0-f9, f10-f99 (90: all two-digit ones), all
@@ -69,13 +71,6 @@ def bpftrace(program: Path, n: int) -> float:
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1:])
     return seconds
-
-
-def bpftrace_problem() -> str | None:
-    if not shutil.which("bpftrace"):
-        return "not installed (apt-get install bpftrace)"
-    trial = subprocess.run(["bpftrace", "-e", "BEGIN { exit(); }"], capture_output=True, text=True, timeout=120)
-    return None if trial.returncode == 0 else f"cannot run here: {trial.stderr.strip().splitlines()[-1:]}"
 
 
 def main() -> None:

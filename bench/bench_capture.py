@@ -30,7 +30,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from peers import DEBIAN_DIST_PACKAGES, bcc_problem, bpftrace_problem
+from peers import DEBIAN_DIST_PACKAGES, bcc_problem, bpftrace_problem, wait_for
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 CALLS = 200_000
@@ -97,17 +97,6 @@ def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - start
-
-
-def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if word in line:
-            return
-        if not line and proc.poll() is not None:
-            raise RuntimeError(f"tool exited before '{word}': {proc.returncode}")
-    raise RuntimeError(f"no '{word}' within {timeout} s")
 
 
 def per_call_cost(workload: Path, tool: str, tmp: Path) -> tuple[float, int | None, int | None]:

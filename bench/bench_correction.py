@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peers import bpftrace_problem, wait_for
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CALLS = 100  # calls of top(): 1,000 of mid(), 10,000 of leaf()
@@ -40,27 +41,17 @@ TRACED = {CPUS[-1]}
 TOOLS = set(CPUS[:-1]) or TRACED
 
 
-def own_clock(program: Path, leaf_ns: int) -> dict[str, tuple[float, float]]:
+Figures = dict[str, tuple[float, float]]  # per level: (mean, median) ns
+
+
+def own_clock(program: Path, leaf_ns: int) -> Figures:
     """(mean, median) duration per level, as the program's own clock saw it."""
     out = subprocess.run([str(program), str(CALLS), str(leaf_ns)], check=True, capture_output=True, text=True,
                          preexec_fn=lambda: os.sched_setaffinity(0, TRACED)).stdout
     return {name: (float(mean), float(median)) for name, mean, median in (line.split() for line in out.splitlines())}
 
 
-def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if word in line:
-            return
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"exited before '{word}' (status {proc.returncode})")
-            time.sleep(0.01)
-    raise RuntimeError(f"no '{word}' within {timeout} s")
-
-
-def netprof(program: Path, leaf_ns: int, tmp: Path) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+def netprof(program: Path, leaf_ns: int, tmp: Path) -> tuple[Figures, Figures]:
     """(corrected, raw) (mean, median) per level, in ns."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from netprof.trace import load
@@ -105,13 +96,6 @@ def bpftrace(program: Path, leaf_ns: int) -> dict[str, float]:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     return {name: float(value) for name, value in re.findall(r"^@(\w+): (\d+)", out, re.M) if name in LEVELS}
-
-
-def bpftrace_problem() -> str | None:
-    if not shutil.which("bpftrace"):
-        return "not installed (apt-get install bpftrace)"
-    trial = subprocess.run(["bpftrace", "-e", "BEGIN { exit(); }"], capture_output=True, text=True, timeout=120)
-    return None if trial.returncode == 0 else f"cannot run here: {trial.stderr.strip().splitlines()[-1:]}"
 
 
 def error(value: float, truth: float) -> str:

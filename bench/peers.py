@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"  # python3-bpfcc's bcc, for any CPython 3
 _BCC_CHECK = (f"import sys; sys.path.append({DEBIAN_DIST_PACKAGES!r})\n"
@@ -44,3 +45,18 @@ def _reason(output: str) -> str:
         if "kernel headers" in line:
             return line.split(". Try")[0] + " (bcc compiles with the running kernel's, see bench_ringbuf.py)"
     return lines[-1] if lines else "no reason given"
+
+
+def wait_for(proc: subprocess.Popen, stream, word: str, timeout: float = 120) -> None:
+    """Read ``stream`` (a pipe, or a file the tool writes) until a line holds ``word``; RuntimeError
+    when the tool exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if word in line:
+            return
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"tool exited before '{word}': {proc.returncode}")
+            time.sleep(0.01)
+    raise RuntimeError(f"no '{word}' within {timeout} s")
